@@ -1,0 +1,81 @@
+"""Checkers for chapter 0, "How to use this book"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rldebug.checking import Exercise, PlantedBug
+from rldebug.returns import discounted_returns as _reference
+
+
+def _make_case(rng: np.random.Generator) -> dict:
+    length = int(rng.integers(1, 30))
+    rewards = rng.normal(size=length).round(2).tolist()
+    dones = (rng.random(length) < 0.15).tolist()
+    with_boundaries = rng.random() < 0.7
+    return {
+        "rewards": rewards,
+        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
+        "dones": dones if with_boundaries else None,
+    }
+
+
+def _never_appends(rewards, gamma, dones=None):
+    # The classic bug: the running sum is computed but never stored.
+    returns = []
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+    return np.array(returns)
+
+
+def _ignores_boundaries(rewards, gamma, dones=None):
+    returns = np.zeros(len(rewards))
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def _forward_order(rewards, gamma, dones=None):
+    # Summing from the start: discounts the past instead of the future.
+    returns = np.zeros(len(rewards))
+    running = 0.0
+    for t in range(len(rewards)):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+DISCOUNTED_RETURNS = Exercise(
+    name="discounted_returns",
+    reference=_reference,
+    make_case=_make_case,
+    reference_path="rldebug.returns.discounted_returns",
+    bugs=[
+        PlantedBug(
+            "the running sum is never appended to the result",
+            _never_appends,
+            "Inside the loop, store each running sum (returns[t] = running).",
+        ),
+        PlantedBug(
+            "episode boundaries are ignored",
+            _ignores_boundaries,
+            "When dones[t] is True the return must restart: multiply the carried sum "
+            "by (1 - dones[t]).",
+        ),
+        PlantedBug(
+            "the loop runs forwards in time",
+            _forward_order,
+            "G_t sums the rewards that come after t: loop from the last step backwards.",
+        ),
+    ],
+)
+
+EXERCISES = [DISCOUNTED_RETURNS]
+
+
+def check_discounted_returns(fn, *, seed=None):
+    """Check a reader's ``discounted_returns(rewards, gamma, dones=None)``."""
+    DISCOUNTED_RETURNS.check(fn, seed=seed)

@@ -1,0 +1,44 @@
+"""Seeding, thread settings and small helpers shared by every chapter."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+
+
+def set_seed(seed: int) -> np.random.Generator:
+    """Seed Python, numpy and torch (when installed); return a fresh numpy Generator."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    try:
+        import torch
+    except ImportError:  # the numpy-only chapter runs without torch
+        pass
+    else:
+        torch.manual_seed(int(seed))
+    return np.random.default_rng(int(seed))
+
+
+def configure_torch(threads: int = 1) -> None:
+    """Use few intra-op threads.
+
+    The networks in this book are small. On a 2-core machine PyTorch's default thread
+    pool spends more time synchronising than computing: one thread was measured
+    2x to 90x faster for these models.
+    """
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run every test: the unit tests in tests/, then every notebook in solutions/ with nbval.
+# Extra arguments go to pytest (for example: -k sineroad, or -x).
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+python -m pytest tests solutions --nbval-lax --nbval-current-env -p no:cacheprovider \
+  --durations=15 "$@"
