@@ -1,0 +1,1 @@
+"""The book's agents, each readable top to bottom and importable piece by piece."""
