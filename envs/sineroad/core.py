@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "amplitude": 1.0,
     "period": 50.0,
     "phase": 0.0,
-    "period_range": (40.0, 80.0),
+    "period_range": (32.0, 64.0),
     "band_half_width": 0.15,
     "wall_half_width": 0.6,
     "dy": 0.2,
@@ -64,19 +64,18 @@ def road_centre(t, amplitude: float, omega, phase):
     return amplitude * np.sin(omega * t + phase)
 
 
-def wall_clamp(y, centre, wall_half_width: float):
-    """Clamp the car onto the road: ``(y_clamped, hit_wall)``.
+def wall_clamp(offset, wall_half_width: float):
+    """Keep the car on the road: ``(offset_clamped, hit_wall)``.
 
-    The car hits a wall when ``y`` lies outside ``[centre - W, centre + W]``; it is then put
-    back onto that wall. Works on scalars and on numpy arrays.
+    ``offset`` is ``y - centre`` after the move. The car hits a wall when ``|offset| > W``;
+    it is then put back onto that wall (``offset = +-W``). Works on scalars and on numpy
+    arrays.
     """
-    low = centre - wall_half_width
-    high = centre + wall_half_width
-    if isinstance(y, np.ndarray) or isinstance(centre, np.ndarray):
-        hit = (y < low) | (y > high)
-        return np.minimum(np.maximum(y, low), high), hit
-    hit = bool(y < low or y > high)
-    return min(max(y, low), high), hit
+    if isinstance(offset, np.ndarray):
+        hit = np.abs(offset) > wall_half_width
+        return np.minimum(np.maximum(offset, -wall_half_width), wall_half_width), hit
+    hit = bool(abs(offset) > wall_half_width)
+    return min(max(offset, -wall_half_width), wall_half_width), hit
 
 
 def road_reward(

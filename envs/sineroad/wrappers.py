@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
+
 from sineroad.core import flicker_rng
 from sineroad.rendering import resize_nearest
 
