@@ -110,8 +110,8 @@ def compare_outputs(
         worst = np.unravel_index(int(np.nanargmax(diff)), diff.shape) if diff.ndim else ()
         return (
             f"your {where} differs from the reference by up to {float(np.nanmax(diff)):.4g}"
-            + (f" (at index {tuple(int(i) for i in worst)}:" if diff.ndim else " (")
-            + f" yours {float(got_a[worst]):.6g}, reference {float(exp_a[worst]):.6g})"
+            + (f" (at index {tuple(int(i) for i in worst)}: " if diff.ndim else " (")
+            + f"yours {float(got_a[worst]):.6g}, reference {float(exp_a[worst]):.6g})"
         )
     return None
 
