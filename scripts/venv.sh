@@ -33,5 +33,6 @@ export PATH="$ROOT/.venv/bin:$PATH"
 # Small networks on few cores: one thread is far faster (see book/setup.md).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-export MPLBACKEND="${MPLBACKEND:-Agg}"
+# No MPLBACKEND here: Jupyter kernels must keep their inline backend, or the book has no figures.
+unset MPLBACKEND
 export PYDEVD_DISABLE_FILE_VALIDATION=1

@@ -18,6 +18,7 @@ def test_failing_notebook_fails_the_build(tmp_path):
     shutil.copy(ROOT / "book" / "references.bib", tmp_path / "references.bib")
     config["bibtex_bibfiles"] = ["references.bib"]
     config["exclude_patterns"] = ["_build/*"]
+    config["sphinx"].pop("local_extensions", None)
     config["sphinx"]["config"].pop("html_static_path", None)
     config["sphinx"]["config"].pop("html_css_files", None)
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
