@@ -107,9 +107,11 @@ def compare_outputs(
         )
     if not np.allclose(got_a, exp_a, rtol=rtol, atol=atol, equal_nan=True):
         diff = np.abs(got_a - exp_a)
-        worst = np.unravel_index(int(np.nanargmax(diff)), diff.shape) if diff.ndim else ()
+        # NaN in one answer but not the other is the worst possible difference.
+        diff = np.where(np.isnan(got_a) != np.isnan(exp_a), np.inf, np.nan_to_num(diff))
+        worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
         return (
-            f"your {where} differs from the reference by up to {float(np.nanmax(diff)):.4g}"
+            f"your {where} differs from the reference by up to {float(np.max(diff)):.4g}"
             + (f" (at index {tuple(int(i) for i in worst)}: " if diff.ndim else " (")
             + f"yours {float(got_a[worst]):.6g}, reference {float(exp_a[worst]):.6g})"
         )

@@ -1,0 +1,73 @@
+"""The numpy DQN of chapter 2: the vector CartPole equals gymnasium's, and training runs."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rldebug.numpy_dqn import DQNConfig, VectorCartPole, dqn_loss_grad, evaluate, train
+from rldebug.numpy_mlp import MLP, Bugs
+
+
+def test_vector_cartpole_matches_gymnasium_step_for_step():
+    env = gym.make("CartPole-v1")
+    vec = VectorCartPole(1, seed=0, autoreset=False)
+    rng = np.random.default_rng(0)
+    for episode in range(20):
+        obs_gym, _ = env.reset(seed=episode)
+        vec.reset()
+        vec.state[0] = env.unwrapped.state  # same start, float64
+        done = False
+        while not done:
+            a = int(rng.integers(0, 2)) if episode % 2 else int(obs_gym[2] + obs_gym[3] > 0)
+            obs_gym, r, term, trunc, _ = env.step(a)
+            obs_vec, r_vec, term_vec, trunc_vec, final = vec.step(np.array([a]))
+            np.testing.assert_array_equal(final[0], obs_gym)
+            assert (r, term, trunc) == (r_vec[0], term_vec[0], trunc_vec[0])
+            done = term or trunc
+
+
+def test_vector_cartpole_autoreset_and_errors():
+    vec = VectorCartPole(4, seed=1)
+    with pytest.raises(RuntimeError, match="reset"):
+        vec.step(np.zeros(4, dtype=int))
+    vec.reset()
+    with pytest.raises(ValueError, match="actions"):
+        vec.step(np.array([0, 1, 2, 0]))
+    for _ in range(60):  # always pushing right: every cart falls within 60 steps
+        obs, _, term, trunc, final = vec.step(np.ones(4, dtype=int))
+        if term.any():
+            assert (np.abs(obs[term]) <= 0.05).all()  # already the next episode's start
+            assert (np.abs(final[term][:, 2]) > vec.theta_threshold).all() | (
+                np.abs(final[term][:, 0]) > vec.x_threshold
+            ).all()
+            return
+    raise AssertionError("no cart fell")
+
+
+def test_loss_gradient_reaches_only_the_taken_action():
+    q = np.array([[[1.0, 2.0], [3.0, 4.0]]])  # (E=1, B=2, A=2)
+    a, y, mask = np.array([[0, 1]]), np.array([[0.0, 0.0]]), np.ones((1, 2))
+    _, g = dqn_loss_grad(q, a, y, mask)
+    np.testing.assert_allclose(g, [[[0.5, 0.0], [0.0, 0.5]]])
+    _, g_bug = dqn_loss_grad(q, a, y, mask, Bugs.only("scalar_loss_gradient"))
+    np.testing.assert_allclose(g_bug, [[[0.5, 0.5], [0.5, 0.5]]])
+
+
+def test_train_runs_on_two_seeds():
+    cfg = DQNConfig(total_steps=1_000, learning_starts=200, eval_every=500, eval_episodes=2)
+    result = train(cfg, [0, 1])
+    assert result.eval_returns.shape == (2, 2)
+    assert result.losses.shape[1] == 2 and np.isfinite(result.losses).all()
+    assert len(result.episode_returns) == 2 and result.steps == 1_000
+    # a member's initial weights depend on its own seed only
+    alone = MLP([4, 64, 64, 2], rng=np.random.default_rng(1), dtype=np.float32)
+    fresh = train(DQNConfig(total_steps=1, learning_starts=10), [0, 1])
+    np.testing.assert_array_equal(fresh.net.W[0][1], alone.W[0])
+
+
+def test_evaluate_shape():
+    net = MLP([4, 8, 2], n_members=3, rng=np.random.default_rng(0), dtype=np.float32)
+    returns = evaluate(net, n_episodes=4, seed=0)
+    assert returns.shape == (3, 4) and (returns >= 8).all() and (returns <= 500).all()
