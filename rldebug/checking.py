@@ -120,6 +120,8 @@ def compare_outputs(
 
 def describe(case: Mapping[str, Any], limit: int = 400) -> str:
     """A short, readable description of a case's arguments for error messages."""
+    if not case:
+        return "(no arguments)"
     parts = []
     for key, value in case.items():
         shown = _to_comparable(value)
