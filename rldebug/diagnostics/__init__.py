@@ -1,1 +1,21 @@
-"""Diagnostics a reader can run on their own code, one module per kind of failure."""
+"""Diagnostics a reader can run on their own code, one module per kind of failure.
+
+=========================================  ==========================================
+module                                      what it catches
+=========================================  ==========================================
+``rldebug.diagnostics.gradients`` (ch01)    which Q outputs receive gradient; the (B,1)-(B,)
+                                            broadcasting bug (``gradient_mask_report``,
+                                            ``check_td_shapes``)
+``rldebug.diagnostics.gradcheck`` (ch02)    hand-written backward passes (finite differences
+                                            and torch autograd)
+``rldebug.diagnostics.recurrent`` (ch05)    no memory, hidden-state leaks, rollout/training
+                                            mismatch (``memory_probe``,
+                                            ``hidden_state_leak_test``,
+                                            ``rollout_consistency``)
+``rldebug.diagnostics.ppo`` (ch08)          ratio = 1 and KL = 0 on the first minibatch
+                                            (``first_epoch_check``)
+=========================================  ==========================================
+
+Import the module you need, for example
+``from rldebug.diagnostics.recurrent import memory_probe``.
+"""
