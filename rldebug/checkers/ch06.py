@@ -1,0 +1,230 @@
+"""Checkers for chapter 6, "Recurrent policy gradient"."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rldebug.agents.reinforce import GRUPolicy, episode_log_probs, reinforce_loss
+from rldebug.checking import Exercise, PlantedBug
+
+# ----------------------------------------------------------------------------------------
+# Exercise 1: the REINFORCE loss over a padded batch of episodes
+# ----------------------------------------------------------------------------------------
+
+
+def _loss_case(rng: np.random.Generator) -> dict:
+    batch, steps = int(rng.integers(2, 6)), int(rng.integers(3, 12))
+    lengths = rng.integers(1, steps + 1, size=batch)
+    lengths[rng.integers(batch)] = steps  # the batch is padded to its longest episode
+    lengths[(rng.integers(batch - 1) + 1 + np.argmax(lengths)) % batch] = rng.integers(1, steps)
+    mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
+    # After an episode ends the vector env has already started the next one: the padding
+    # holds real rewards of another episode. Only the mask says they do not belong here.
+    rewards = rng.normal(1.0, 1.0, size=(batch, steps)).astype(np.float32)
+    log_probs = -rng.exponential(0.7, size=(batch, steps)).astype(np.float32) * mask
+    return {
+        "log_probs": torch.from_numpy(log_probs),
+        "rewards": torch.from_numpy(rewards),
+        "mask": torch.from_numpy(mask),
+        "gamma": float(rng.choice([0.5, 0.9, 0.99])),
+    }
+
+
+def _returns_no_reset(rewards, mask, gamma):
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        running = rewards[:, t] + gamma * running  # never reset: the next episode leaks in
+        returns[:, t] = running
+    return returns * mask
+
+
+def _returns(rewards, mask, gamma):
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        running = mask[:, t] * (rewards[:, t] + gamma * running)
+        returns[:, t] = running
+    return returns
+
+
+def _normalise(returns, mask):
+    n = mask.sum()
+    mean = (returns * mask).sum() / n
+    std = (((returns - mean) ** 2 * mask).sum() / n).sqrt()
+    return (returns - mean) / (std + 1e-8) * mask
+
+
+def _mean_over_padding(log_probs, rewards, mask, gamma):
+    advantages = _normalise(_returns(rewards, mask, gamma), mask)
+    return -(log_probs * advantages * mask).mean()  # divides by N*T, padding included
+
+
+def _normalised_over_padding(log_probs, rewards, mask, gamma):
+    returns = _returns(rewards, mask, gamma)
+    advantages = (returns - returns.mean()) / (returns.std(unbiased=False) + 1e-8)
+    return -(log_probs * advantages * mask).sum() / mask.sum()
+
+
+def _return_not_reset(log_probs, rewards, mask, gamma):
+    advantages = _normalise(_returns_no_reset(rewards, mask, gamma), mask)
+    return -(log_probs * advantages * mask).sum() / mask.sum()
+
+
+def _sign_flipped(log_probs, rewards, mask, gamma):
+    return -reinforce_loss(log_probs, rewards, mask, gamma)
+
+
+def _loss_compare(got, expected):
+    if isinstance(got, torch.Tensor) and got.dim() != 0:
+        return (
+            f"your loss has shape {tuple(got.shape)}; it must be a scalar (shape ()): "
+            "sum over the real steps and divide by their number"
+        )
+    from rldebug.checking import compare_outputs
+
+    return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="loss")
+
+
+REINFORCE_LOSS = Exercise(
+    name="reinforce_loss",
+    reference=reinforce_loss,
+    make_case=_loss_case,
+    compare=_loss_compare,
+    reference_path="rldebug.agents.reinforce.reinforce_loss",
+    bugs=[
+        PlantedBug(
+            "the mean runs over the padding",
+            _mean_over_padding,
+            "`.mean()` divides by N*T, padding included: the loss shrinks when one long "
+            "episode pads the others. Divide the masked sum by mask.sum().",
+        ),
+        PlantedBug(
+            "the returns are normalised over the padding too",
+            _normalised_over_padding,
+            "Compute the mean and the standard deviation of the returns over the real steps "
+            "only (weights = mask).",
+        ),
+        PlantedBug(
+            "the return is not reset between episodes",
+            _return_not_reset,
+            "Rewards after an episode's end belong to the next episode. Multiply inside the "
+            "backward sum: G_t = mask_t * (r_t + gamma * G_{t+1}).",
+        ),
+        PlantedBug(
+            "the sign is flipped (this loss lowers the probability of good actions)",
+            _sign_flipped,
+            "REINFORCE maximises E[G]: minimise -log pi(a_t) * A_t.",
+        ),
+    ],
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Exercise 2: the training pass, whole episodes from the zero state
+# ----------------------------------------------------------------------------------------
+
+
+def _log_probs_case(rng: np.random.Generator) -> dict:
+    n, steps = int(rng.integers(2, 5)), int(rng.integers(3, 10))
+    obs_dim, hidden = int(rng.integers(2, 5)), int(rng.integers(3, 9))
+    torch.manual_seed(int(rng.integers(2**31)))
+    policy = GRUPolicy(obs_dim, 2, hidden)
+    with torch.no_grad():  # larger recurrent weights: the past matters visibly
+        policy.gru.weight_hh_l0.mul_(3.0)
+        policy.head.weight.mul_(3.0)
+    lengths = rng.integers(1, steps + 1, size=n)
+    lengths[rng.integers(n)] = steps
+    lengths[(rng.integers(n - 1) + 1 + np.argmax(lengths)) % n] = rng.integers(1, steps)
+    mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
+    return {
+        "policy": policy,
+        "obs": torch.from_numpy(rng.normal(size=(n, steps, obs_dim)).astype(np.float32)),
+        "actions": torch.from_numpy(rng.integers(0, 2, size=(n, steps))),
+        "mask": torch.from_numpy(mask),
+    }
+
+
+def _gathered(logits, actions, mask):
+    return F.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1) * mask
+
+
+def _each_step_from_zero(policy, obs, actions, mask):
+    # The seed's mechanism: every step is a sequence of length 1 that starts from zeros.
+    n, t, o = obs.shape
+    logits = policy(obs.reshape(n * t, 1, o)).reshape(n, t, -1)
+    return _gathered(logits, actions, mask)
+
+
+def _padding_not_masked(policy, obs, actions, mask):
+    logits = policy(obs)
+    return F.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def _time_major(policy, obs, actions, mask):
+    logits = policy(obs.transpose(0, 1)).transpose(0, 1)  # (T, N, O) into a batch_first GRU
+    return _gathered(logits, actions, mask)
+
+
+def _softmax_over_time(policy, obs, actions, mask):
+    logits = policy(obs)
+    return F.log_softmax(logits, dim=1).gather(-1, actions.unsqueeze(-1)).squeeze(-1) * mask
+
+
+def _log_probs_compare(got, expected):
+    from rldebug.checking import compare_outputs
+
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        return (
+            f"your log-probs have shape {tuple(got.shape)}; they must be (N, T) = "
+            f"{tuple(expected.shape)}: one log pi(a_t) per episode and step (gather the "
+            "taken action with actions.unsqueeze(-1), then squeeze(-1))"
+        )
+    return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="log-probs")
+
+
+EPISODE_LOG_PROBS = Exercise(
+    name="episode_log_probs",
+    reference=episode_log_probs,
+    make_case=_log_probs_case,
+    compare=_log_probs_compare,
+    reference_path="rldebug.agents.reinforce.episode_log_probs",
+    bugs=[
+        PlantedBug(
+            "each step is run as its own length-1 sequence from a zero state",
+            _each_step_from_zero,
+            "This is the 'GRU layer does not learn' bug: the GRU never sees step t-1, so the "
+            "training pass scores a feed-forward net, not the policy that acted. Feed each "
+            "whole episode (N, T, O) to the GRU once.",
+        ),
+        PlantedBug(
+            "the padding is not masked",
+            _padding_not_masked,
+            "Steps after an episode's end are padding: multiply the log-probs by the mask.",
+        ),
+        PlantedBug(
+            "the batch is fed time-major (T, N, O) to a batch_first GRU",
+            _time_major,
+            "The policy's GRU is batch_first=True: obs is already (N, T, O); do not transpose.",
+        ),
+        PlantedBug(
+            "log_softmax runs over the time axis, not over the actions",
+            _softmax_over_time,
+            "The logits are (N, T, A): normalise over the last axis (dim=-1).",
+        ),
+    ],
+)
+
+EXERCISES = [REINFORCE_LOSS, EPISODE_LOG_PROBS]
+
+
+def check_reinforce_loss(fn, *, seed=None):
+    """Check a reader's ``reinforce_loss(log_probs, rewards, mask, gamma)``."""
+    REINFORCE_LOSS.check(fn, seed=seed)
+
+
+def check_episode_log_probs(fn, *, seed=None):
+    """Check a reader's ``episode_log_probs(policy, obs, actions, mask)``."""
+    EPISODE_LOG_PROBS.check(fn, seed=seed)

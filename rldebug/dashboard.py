@@ -1,0 +1,139 @@
+"""The DQN diagnostics dashboard: six panels that show what a learning curve hides.
+
+* **episode return**: training episodes (epsilon-greedy) and greedy evaluations;
+* **loss**: low loss only means Q agrees with its own targets, not that Q is right;
+* **value vs observed return**: mean max_a Q(s, a) against the discounted return the agent
+  actually collected; a predicted value far above the observed one is overestimation, a
+  value stuck far below it means the targets do not propagate;
+* **TD error**, **gradient norm** (before clipping) and **epsilon**.
+
+``Dashboard`` is a ``callback`` for :func:`rldebug.agents.dqn.train` that redraws one figure
+in place while it trains (Jupyter: an ``IPython.display`` handle); :func:`plot_dashboard`
+draws the same figure once, for finished runs (several runs overlay, labelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["Dashboard", "plot_dashboard", "PANELS"]
+
+PANELS = ("episode return", "loss", "value vs observed return", "TD error", "grad norm", "epsilon")
+
+
+def _smooth(y: Sequence[float], k: int = 10) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2 or k <= 1:
+        return y
+    k = min(k, len(y))
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    head = c[1:k] / np.arange(1, k)  # growing window at the start
+    return np.concatenate([head, (c[k:] - c[:-k]) / k])
+
+
+def _draw(axes, runs: Mapping[str, Any]) -> None:
+    for ax in axes.flat:
+        ax.clear()
+    ax_ret, ax_loss, ax_q, ax_td, ax_grad, ax_eps = axes.flat
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, r) in enumerate(runs.items()):
+        c = colors[i % len(colors)]
+        tag = f"{label}: " if label else ""
+        if r.episode_returns:
+            ax_ret.plot(r.episode_steps, r.episode_returns, color=c, alpha=0.15, lw=0.8)
+            ax_ret.plot(r.episode_steps, _smooth(r.episode_returns), color=c, lw=1,
+                        label=f"{tag}training (smoothed)")  # fmt: skip
+        if r.eval_returns:
+            ax_ret.plot(r.eval_steps, r.eval_returns, "o--", color=c, ms=3, lw=1,
+                        label=f"{tag}greedy eval")  # fmt: skip
+        ax_loss.plot(r.steps, r.losses, color=c, label=label or None)
+        ax_q.plot(r.steps, r.mean_max_q, color=c, label=f"{tag}mean max Q (replay)")
+        if r.episode_discounted_returns:
+            ax_q.plot(r.episode_steps, _smooth(r.episode_discounted_returns, 20), ":", color=c,
+                      label=f"{tag}observed discounted return")  # fmt: skip
+        if r.eval_q0:
+            ax_q.plot(r.eval_steps, r.eval_q0, "^", color=c, ms=4, label=f"{tag}Q(s0), greedy")
+            ax_q.plot(r.eval_steps, r.eval_g0, "v", color=c, ms=4, mfc="none",
+                      label=f"{tag}observed G0, greedy")  # fmt: skip
+        ax_td.plot(r.steps, r.td_errors, color=c)
+        ax_grad.plot(r.steps, r.grad_norms, color=c)
+        ax_eps.plot(r.steps, r.epsilons, color=c)
+        clip = getattr(r.config, "max_grad_norm", None)
+        if clip is not None and i == 0:
+            ax_grad.axhline(clip, ls="--", lw=0.8, color="0.4")
+    for ax, title in zip(axes.flat, PANELS):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("environment steps", fontsize=8)
+        ax.tick_params(labelsize=8)
+    ax_loss.set_yscale("symlog", linthresh=1e-3)
+    ax_grad.set_yscale("symlog", linthresh=1e-2)
+    ax_ret.legend(fontsize=7, loc="upper left")
+    ax_q.legend(fontsize=6, loc="upper left")
+    if len(runs) > 1:
+        ax_loss.legend(fontsize=7)
+
+
+def plot_dashboard(results: Any, title: str = "", figsize=(12, 6)):
+    """Draw the dashboard of one finished run, or overlay several.
+
+    ``results`` is a :class:`~rldebug.agents.dqn.DQNResult`, a list of them, or a dict
+    ``{label: result}``. Returns the matplotlib Figure.
+    """
+    if isinstance(results, Mapping):
+        runs = dict(results)
+    elif isinstance(results, (list, tuple)):
+        runs = {f"run {i}": r for i, r in enumerate(results)}
+    else:
+        runs = {"": results}
+    fig, axes = plt.subplots(2, 3, figsize=figsize)
+    _draw(axes, runs)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class Dashboard:
+    """A live dashboard: pass it as ``train(..., callback=Dashboard())``.
+
+    In Jupyter the figure is shown once and redrawn in place every ``every`` calls (the
+    trainer calls it at each logged point); elsewhere it only keeps the latest figure,
+    available as ``dashboard.figure``.
+    """
+
+    def __init__(self, title: str = "", every: int = 4, figsize=(12, 6), label: str = ""):
+        self.title = title
+        self.every = max(1, int(every))
+        self.label = label
+        self.figure, self.axes = plt.subplots(2, 3, figsize=figsize)
+        plt.close(self.figure)  # drawn through the display handle, not by pyplot
+        self._handle = None
+        self._calls = 0
+
+    def __call__(self, result: Any) -> None:
+        self._calls += 1
+        finished = result.final_eval is not None
+        if self._calls % self.every and not finished:
+            return
+        _draw(self.axes, {self.label: result})
+        if self.title:
+            self.figure.suptitle(self.title)
+        self.figure.tight_layout()
+        self._show()
+
+    def _show(self) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # plain Python: nothing to show
+            return
+        if get_ipython() is None:
+            return
+        if self._handle is None:
+            self._handle = display(self.figure, display_id=True)
+        else:
+            self._handle.update(self.figure)
