@@ -34,10 +34,15 @@ def run_env(env_id: str, seeds: list[int], cfg: drqn.DRQNConfig) -> dict[str, di
     rows["DRQN"] = {"returns": result.final_return, "seconds": time.perf_counter() - start}
     for name, stack in (("DQN", 0), ("DQN + 4 stacked frames", 4)):
         start = time.perf_counter()
-        finals = [drqn.memoryless_dqn(env_id, s, frame_stack=stack, like=cfg).final_return for s in seeds]
+        finals = [
+            drqn.memoryless_dqn(env_id, s, frame_stack=stack, like=cfg).final_return for s in seeds
+        ]
         rows[name] = {"returns": np.array(finals), "seconds": time.perf_counter() - start}
     controllers = evaluate_controllers(
-        env_id, n_episodes=cfg.eval_episodes, seed=cfg.eval_seed, controllers=("reactive", "memory", "oracle")
+        env_id,
+        n_episodes=cfg.eval_episodes,
+        seed=cfg.eval_seed,
+        controllers=("reactive", "memory", "oracle"),
     )
     for name, res in controllers.items():
         rows[f"{name} controller"] = {"returns": np.full(len(seeds), res["mean"]), "seconds": 0.0}
