@@ -49,7 +49,9 @@ __all__ = [
     "evaluate_q",
     "td_targets",
     "train",
+    "train_population",
     "train_seeds",
+    "StackedQNetwork",
     "update_target",
 ]
 
@@ -492,3 +494,363 @@ def config_dict(config: DQNConfig) -> dict[str, Any]:
     d = asdict(config)
     d["wrappers"] = [getattr(w, "__name__", repr(w)) for w in config.wrappers]
     return d
+
+
+# --------------------------------------------------------------------------------------
+# Many seeds at once: the same algorithm, S independent DQNs stepped in lockstep
+# --------------------------------------------------------------------------------------
+
+
+class StackedQNetwork(nn.Module):
+    """S independent MLP Q-networks in one module: every weight has a leading seed axis.
+
+    ``forward``: observations ``(S, B, *obs_shape)`` -> Q-values ``(S, B, n_actions)``;
+    row ``s`` only ever meets seed ``s``'s weights (one ``torch.baddbmm`` per layer), so
+    the gradient of seed ``s``'s loss lands only in slice ``s`` of each parameter.
+    Built from S ordinary :func:`~rldebug.nets.q_network` s, so seed ``s`` starts from
+    exactly the weights ``train(seed=s)`` starts from.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]):
+        super().__init__()
+        if not nets:
+            raise ValueError("StackedQNetwork needs at least one network")
+        layers = [[m for m in net.modules() if isinstance(m, nn.Linear)] for net in nets]
+        n_layers = len(layers[0])
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[k].weight.detach().T for ls in layers]))  # (S, in, out)
+            for k in range(n_layers)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[k].bias.detach()[None] for ls in layers]))  # (S, 1, out)
+            for k in range(n_layers)
+        )
+
+    @property
+    def num_seeds(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.ndim < 3 or obs.shape[0] != self.num_seeds:
+            raise ValueError(
+                f"expected observations (S={self.num_seeds}, B, ...), got {tuple(obs.shape)}"
+            )
+        x = obs.flatten(start_dim=2)  # (S, B, *obs_shape) -> (S, B, in)
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)  # (S, B, in) @ (S, in, out) + (S, 1, out)
+            if k < last:
+                x = torch.relu(x)
+        return x  # (S, B, A)
+
+    def per_seed_grad_norm(self) -> torch.Tensor:
+        """``(S,)``: the global gradient norm of each seed's own network."""
+        sq = sum(p.grad.pow(2).flatten(1).sum(1) for p in self.parameters() if p.grad is not None)
+        return torch.sqrt(torch.as_tensor(sq))
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Clip each seed's gradient to ``max_norm`` on its own, as
+        ``nn.utils.clip_grad_norm_`` would on that seed's network. Returns the norms before."""
+        norms = self.per_seed_grad_norm()  # (S,)
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (S,)
+        for p in self.parameters():
+            if p.grad is not None:
+                p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))  # (S,) -> (S, 1, 1)
+        return norms
+
+    def unstack(self, s: int, net: nn.Module) -> nn.Module:
+        """Copy seed ``s``'s weights into ``net`` (a :func:`q_network` of the same shape)."""
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for lin, w, b in zip(linears, self.weights, self.biases):
+                lin.weight.copy_(w[s].T)
+                lin.bias.copy_(b[s, 0])
+        return net
+
+
+def _stacked_loss(q_net, target_net, batch: Transitions, cfg: DQNConfig):
+    """Per-seed DQN losses of a stacked batch (every field has a leading ``(S, B)``)."""
+    q_values = q_net(batch.obs)  # (S, B, A)
+    q_sa = q_values.gather(2, batch.actions.unsqueeze(2)).squeeze(2)  # (S, B, 1) -> (S, B)
+    with torch.no_grad():
+        next_q_all = target_net(batch.next_obs)  # (S, B, A)
+        if cfg.double:
+            next_actions = q_net(batch.next_obs).argmax(dim=2, keepdim=True)  # (S, B, 1)
+        else:
+            next_actions = next_q_all.argmax(dim=2, keepdim=True)  # (S, B, 1)
+        next_q = next_q_all.gather(2, next_actions).squeeze(2)  # (S, B)
+        ended = batch.terminated
+        if not cfg.bootstrap_on_truncation:
+            ended = torch.maximum(batch.terminated, batch.truncated)
+        targets = batch.rewards + cfg.gamma * (1.0 - ended) * next_q  # (S, B)
+    if cfg.huber:
+        per_row = F.huber_loss(q_sa, targets, delta=cfg.huber_delta, reduction="none")
+    else:
+        per_row = F.mse_loss(q_sa, targets, reduction="none")
+    return per_row.mean(dim=1), LossParts(q_values=q_values, q_sa=q_sa, targets=targets)
+
+
+class _StackedReplay:
+    """One circular replay buffer per seed, in arrays with a leading seed axis."""
+
+    def __init__(self, n_seeds: int, capacity: int, obs_shape: Sequence[int]):
+        self.capacity = int(capacity)
+        self.obs = np.zeros((n_seeds, self.capacity, *obs_shape), dtype=np.float32)
+        self.next_obs = np.zeros_like(self.obs)
+        self.actions = np.zeros((n_seeds, self.capacity), dtype=np.int64)
+        self.rewards = np.zeros((n_seeds, self.capacity), dtype=np.float32)
+        self.terminated = np.zeros((n_seeds, self.capacity), dtype=np.float32)
+        self.truncated = np.zeros((n_seeds, self.capacity), dtype=np.float32)
+        self.pos = np.zeros(n_seeds, dtype=np.int64)
+        self.size = np.zeros(n_seeds, dtype=np.int64)
+
+    def add(self, keep, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        """Store the rows with ``keep`` (S, N) True; every array is ``(S, N, ...)``."""
+        slot = (self.pos[:, None] + np.cumsum(keep, axis=1) - 1) % self.capacity  # (S, N)
+        s, n = np.nonzero(keep)  # (k,), (k,)
+        at = slot[s, n]
+        self.obs[s, at] = obs[s, n]
+        self.next_obs[s, at] = next_obs[s, n]
+        self.actions[s, at] = actions[s, n]
+        self.rewards[s, at] = rewards[s, n]
+        self.terminated[s, at] = terminated[s, n]
+        self.truncated[s, at] = truncated[s, n]
+        count = keep.sum(axis=1)  # (S,)
+        self.pos = (self.pos + count) % self.capacity
+        self.size = np.minimum(self.size + count, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        """``(S, B)`` transitions, each seed's drawn uniformly with replacement from its own."""
+        n_seeds = len(self.size)
+        idx = (rng.random((n_seeds, batch_size)) * self.size[:, None]).astype(np.int64)  # (S, B)
+        s = np.arange(n_seeds)[:, None]  # (S, 1) broadcasts against (S, B)
+        return to_torch(
+            Transitions(
+                obs=self.obs[s, idx],
+                actions=self.actions[s, idx],
+                rewards=self.rewards[s, idx],
+                next_obs=self.next_obs[s, idx],
+                terminated=self.terminated[s, idx],
+                truncated=self.truncated[s, idx],
+            )
+        )
+
+
+def _evaluate_stacked(q_net, envs: VectorEnv, n_seeds: int, n_episodes: int, cfg: DQNConfig):
+    """Greedy evaluation of every seed on its own ``n_episodes`` sub-envs of ``envs``."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32).view(n_seeds, n_episodes, -1)
+            return q_net(x).argmax(dim=2).reshape(-1).numpy()  # (S, E) -> (S * E,)
+
+    res = evaluate(act, envs, n_seeds * n_episodes, seed=cfg.eval_seed, gamma=cfg.gamma)
+    with torch.no_grad():
+        first = torch.as_tensor(res.first_obs, dtype=torch.float32)
+        q0 = q_net(first.view(n_seeds, n_episodes, -1)).max(dim=2).values.mean(dim=1)  # (S,)
+    per_seed = []
+    for s in range(n_seeds):
+        rows = slice(s * n_episodes, (s + 1) * n_episodes)
+        per_seed.append(
+            EvalResult(
+                returns=res.returns[rows],
+                lengths=res.lengths[rows],
+                discounted_returns=res.discounted_returns[rows],
+                first_obs=res.first_obs[rows],
+                gamma=cfg.gamma,
+            )
+        )
+    return per_seed, q0.numpy()
+
+
+def train_population(
+    config: DQNConfig | None = None,
+    seeds: Sequence[int] = range(10),
+    *,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[DQNResult]:
+    """Train one DQN per seed, all at once; return one :class:`DQNResult` per seed.
+
+    The same algorithm as :func:`train` (read that one first), with a leading seed axis on
+    everything: a :class:`StackedQNetwork` and its target, one replay buffer per seed, and
+    ``S * num_envs`` sub-environments in one native vector env (seed ``s`` steps its own
+    ``num_envs`` of them). One Adam steps the stacked weights; Adam works element by
+    element, so the seeds stay independent, and gradient clipping is computed per seed.
+    The loss summed over seeds has, in slice ``s`` of each weight, exactly seed ``s``'s
+    gradient. Random numbers (env resets, exploration, replay sampling) come from shared
+    generators seeded by ``seeds``, so seed ``s`` does not replay ``train(seed=s)`` draw for
+    draw; it is an equally valid run. Only envs with a native vector env (CartPole-v1) and
+    no wrappers are supported.
+    """
+    cfg = replace(config or DQNConfig(), **overrides)
+    seeds = [int(s) for s in seeds]
+    n_seeds, n_envs = len(seeds), cfg.num_envs
+    if n_seeds < 1:
+        raise ValueError("train_population needs at least one seed")
+    if cfg.wrappers:
+        raise ValueError("train_population steps a native vector env: wrappers are not supported")
+    start_time = time.perf_counter()
+    master = int(np.random.SeedSequence(seeds).generate_state(1)[0])  # one seed for all
+    set_seed(master)
+    rng = np.random.default_rng(master)
+
+    # --- environments: seed s steps sub-envs [s * N, (s + 1) * N) --------------------
+    envs = make_vec_env(
+        cfg.env_id, n_seeds * n_envs, vectorization_mode="vector_entry_point", **cfg.env_kwargs
+    )
+    envs = as_vector_env(envs)  # checks NEXT_STEP autoreset
+    obs_shape = envs.single_observation_space.shape
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"DQN needs a Discrete action space, got {envs.single_action_space}")
+    n_actions = int(envs.single_action_space.n)
+    eval_envs = {}
+    for n_eval in {cfg.eval_episodes, cfg.final_eval_episodes}:
+        if n_eval > 0:
+            eval_envs[n_eval] = make_vec_env(
+                cfg.env_id, n_seeds * n_eval, vectorization_mode="vector_entry_point",
+                **cfg.env_kwargs,
+            )  # fmt: skip
+
+    # --- networks (seed s starts where train(seed=s) starts), optimiser, replay ------
+    nets = []
+    for s in seeds:
+        set_seed(s)
+        nets.append(q_network(obs_shape, n_actions, cfg.hidden))
+    q_net = StackedQNetwork(nets)
+    target_net = copy.deepcopy(q_net)
+    target_net.requires_grad_(False)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
+    buffer = _StackedReplay(n_seeds, cfg.buffer_size, obs_shape)
+    results = [DQNResult(config=replace(cfg, seed=s), q_net=net) for s, net in zip(seeds, nets)]
+
+    # --- bookkeeping, all (S, N) ------------------------------------------------------
+    obs, _ = envs.reset(seed=master)
+    obs = obs.reshape(n_seeds, n_envs, *obs_shape)  # (S * N, ...) -> (S, N, ...)
+    crossing = np.zeros((n_seeds, n_envs), dtype=bool)
+    ep_return = np.zeros((n_seeds, n_envs))
+    ep_disc = np.zeros((n_seeds, n_envs))
+    ep_len = np.zeros((n_seeds, n_envs), dtype=np.int64)
+    n_updates = n_target_updates = 0
+    window: dict[str, list[np.ndarray]] = {"loss": [], "max_q": [], "td": [], "grad": []}
+    n_iterations = -(-cfg.total_steps // n_envs)  # ceil
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_iterations * n_envs, desc=f"DQN x {n_seeds} seeds", unit="step")
+
+    for iteration in range(n_iterations):
+        step = iteration * n_envs  # environment steps taken so far, per seed
+
+        # 1. act: the same epsilon for every seed, each seed greedy on its own net
+        epsilon = linear_schedule(
+            cfg.eps_start, cfg.eps_end, int(cfg.eps_fraction * cfg.total_steps), step
+        )
+        if step < cfg.learning_starts:
+            epsilon = 1.0
+        actions = rng.integers(0, n_actions, size=(n_seeds, n_envs))  # (S, N)
+        greedy = rng.random((n_seeds, n_envs)) >= epsilon  # (S, N)
+        if greedy.any():
+            with torch.no_grad():
+                q = q_net(torch.as_tensor(obs))  # (S, N, A)
+            actions = np.where(greedy, q.argmax(dim=2).numpy(), actions)
+        next_obs, rewards, terminated, truncated, _ = envs.step(actions.reshape(-1))
+        next_obs = next_obs.reshape(n_seeds, n_envs, *obs_shape)  # (S * N, ...) -> (S, N, ...)
+        rewards, terminated, truncated = (
+            x.reshape(n_seeds, n_envs) for x in (rewards, terminated, truncated)
+        )
+
+        # 2. store, skipping the steps that cross an autoreset
+        keep = ~crossing  # (S, N)
+        buffer.add(keep, obs, actions, rewards, next_obs, terminated, truncated)
+        ep_return += rewards * keep
+        ep_disc += (cfg.gamma**ep_len) * rewards * keep
+        ep_len += keep
+        ended = (terminated | truncated) & keep
+        for s, i in zip(*np.nonzero(ended)):
+            results[s].episode_steps.append(step + n_envs)
+            results[s].episode_returns.append(float(ep_return[s, i]))
+            results[s].episode_discounted_returns.append(float(ep_disc[s, i]))
+            ep_return[s, i] = ep_disc[s, i] = ep_len[s, i] = 0
+        crossing = terminated | truncated
+        obs = next_obs
+
+        # 3. learn: one gradient step per seed every train_every environment steps
+        step_after = step + n_envs
+        if step_after >= cfg.learning_starts:
+            if cfg.lr_end is not None:
+                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step_after)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            due = step_after // cfg.train_every - step // cfg.train_every
+            for _ in range(due):
+                batch = buffer.sample(cfg.batch_size, rng)  # (S, B, ...)
+                losses, parts = _stacked_loss(q_net, target_net, batch, cfg)  # (S,)
+                optimizer.zero_grad()
+                losses.sum().backward()  # slice s of each grad = d loss_s / d theta_s
+                if cfg.max_grad_norm is not None:
+                    norms = q_net.clip_grad_norm_(cfg.max_grad_norm)
+                else:
+                    norms = q_net.per_seed_grad_norm()
+                optimizer.step()
+                n_updates += 1
+                if n_updates % cfg.target_update_every == 0:
+                    update_target(target_net, q_net, cfg.tau)
+                    n_target_updates += 1
+                with torch.no_grad():
+                    window["loss"].append(losses.detach())
+                    window["max_q"].append(parts.q_values.max(dim=2).values.mean(dim=1))
+                    window["td"].append((parts.targets - parts.q_sa).abs().mean(dim=1))
+                    window["grad"].append(norms)
+
+        # 4. log and evaluate
+        is_last = iteration == n_iterations - 1
+        if step_after // cfg.log_every > step // cfg.log_every or is_last:
+            means = {
+                k: torch.stack(v).mean(dim=0).numpy() if v else np.full(n_seeds, np.nan)
+                for k, v in window.items()
+            }
+            for v in window.values():
+                v.clear()
+            for s, r in enumerate(results):
+                r.steps.append(step_after)
+                r.losses.append(float(means["loss"][s]))
+                r.mean_max_q.append(float(means["max_q"][s]))
+                r.td_errors.append(float(means["td"][s]))
+                r.grad_norms.append(float(means["grad"][s]))
+                r.epsilons.append(epsilon)
+                r.target_updates.append(n_target_updates)
+            due_eval = step_after // max(cfg.eval_every, 1) > step // max(cfg.eval_every, 1)
+            if cfg.eval_every > 0 and cfg.eval_episodes > 0 and due_eval and not is_last:
+                _record_stacked_eval(results, q_net, eval_envs, cfg.eval_episodes, cfg, step_after)
+        if bar is not None:
+            bar.update(n_envs)
+
+    # --- final greedy evaluation, then one ordinary q_network per seed ------------------
+    if cfg.final_eval_episodes > 0:
+        finals = _record_stacked_eval(
+            results, q_net, eval_envs, cfg.final_eval_episodes, cfg, n_iterations * n_envs
+        )
+        for r, final in zip(results, finals):
+            r.final_eval = final
+    for s, r in enumerate(results):
+        q_net.unstack(s, r.q_net)
+    wall = time.perf_counter() - start_time
+    for r in results:
+        r.wall_time = wall / n_seeds  # each seed's share of the joint run
+    if bar is not None:
+        kept = sum(r.final_return >= 475 for r in results)
+        bar.set_postfix(final_at_least_475=f"{kept}/{n_seeds}")
+        bar.close()
+    return results
+
+
+def _record_stacked_eval(results, q_net, eval_envs, n_episodes, cfg, step) -> list[EvalResult]:
+    per_seed, q0 = _evaluate_stacked(q_net, eval_envs[n_episodes], len(results), n_episodes, cfg)
+    for r, ev, q in zip(results, per_seed, q0):
+        r.eval_steps.append(step)
+        r.eval_returns.append(ev.mean)
+        r.eval_q0.append(float(q))
+        r.eval_g0.append(float(ev.discounted_returns.mean()))
+    return per_seed

@@ -536,18 +536,23 @@ def agent_major_order(
 # ----------------------------------------------------------------------------- 7. loss, training
 @dataclass
 class PPOConfig:
-    """Hyperparameters. The defaults solve CartPoleNoVel-v1 (see chapter 8)."""
+    """Hyperparameters. The defaults are chapter 8's CartPoleNoVel-v1 setting.
+
+    They follow RL-Zoo's tuned RecurrentPPO for this task (gamma 0.98, lambda 0.8, clip 0.2,
+    no entropy bonus, learning rate and clip range decayed linearly to 0), with 16
+    environments per seed and two minibatches of 8 whole sequences.
+    """
 
     env_id: str = "CartPoleNoVel-v1"
     recurrent: bool = True
-    total_steps: int = 40_000  # environment steps per agent
-    num_envs: int = 8  # per agent
+    total_steps: int = 30_000  # environment steps per agent
+    num_envs: int = 16  # per agent
     num_steps: int = 32  # T, rollout length
     num_minibatches: int = 2  # environments are split into this many groups
-    epochs: int = 8
-    lr: float = 1e-3
+    epochs: int = 10
+    lr: float = 2e-3
     anneal_lr: bool = True  # linear decay to 0 over training
-    anneal_clip: bool = False  # linear decay of the clip range to 0 too
+    anneal_clip: bool = True  # linear decay of the clip range to 0 too
     gamma: float = 0.98
     gae_lambda: float = 0.8
     clip: float = 0.2
@@ -556,7 +561,7 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     hidden: int = 64
     normalize_obs: bool = True
-    eval_every: int = 5_000  # environment steps per agent between greedy evaluations
+    eval_every: int = 3_000  # environment steps per agent between greedy evaluations
     eval_episodes: int = 20
 
 
