@@ -84,7 +84,8 @@ def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
     started = time.perf_counter()
     model.learn(total_timesteps=steps, callback=Eval())
     seconds = time.perf_counter() - started
-    curve.append((steps, evaluate()))
+    if not curve or curve[-1][0] < model.num_timesteps:
+        curve.append((model.num_timesteps, evaluate()))
     return {"curve": curve, "seconds": seconds}
 
 

@@ -720,7 +720,10 @@ def train_population(
     q_net = StackedQNetwork(nets)
     target_net = copy.deepcopy(q_net)
     target_net.requires_grad_(False)
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
+    try:  # one fused kernel for all the stacked weights (same arithmetic as plain Adam)
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = _StackedReplay(n_seeds, cfg.buffer_size, obs_shape)
     results = [DQNResult(config=replace(cfg, seed=s), q_net=net) for s, net in zip(seeds, nets)]
 
