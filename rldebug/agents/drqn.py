@@ -682,6 +682,7 @@ def memoryless_dqn(
         gamma=cfg.gamma,
         hidden=(64, 64),
         lr=1e-3,
+        lr_end=None,  # a constant learning rate
         batch_size=128,
         learning_starts=cfg.learning_starts,
         train_every=cfg.train_every // 2,  # twice as many updates as DRQN (of 128 steps)
