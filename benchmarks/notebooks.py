@@ -53,6 +53,13 @@ def main() -> int:
         seconds = run(path)
         rows[path.name] = seconds
         print(f"{seconds:7.1f} s  {path.name}", flush=True)
+        write_tables(rows)  # after each notebook, so a failure later loses nothing
+    print(f"wrote {RESULTS / 'notebooks.md'}")
+    return 0
+
+
+def write_tables(rows: dict[str, float]) -> None:
+    table_csv = RESULTS / "notebooks.csv"
     with table_csv.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["notebook", "seconds"])
@@ -70,8 +77,6 @@ def main() -> int:
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in sorted(rows.items())]
     lines.append(f"| **total** | **{sum(rows.values()):.1f}** |")
     (RESULTS / "notebooks.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'notebooks.md'}")
-    return 0
 
 
 if __name__ == "__main__":
