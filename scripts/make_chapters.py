@@ -34,6 +34,7 @@ SETUP_TAG = "colab-setup"
 LINKS_TAG = "colab-links"
 CHECKER_TAG = "checker"
 SOLUTION_MARK = "### BEGIN SOLUTION"
+ANSWER_OPEN = ":::{admonition} Answer key\n:class: dropdown"
 
 SETUP_TEMPLATE = """\
 # Setup: in Colab this installs the course package; anywhere else it does nothing.
@@ -117,6 +118,25 @@ def stamp(nb, name: str) -> None:
         cells[i].source = links_source(name, exercise_version=False)
     ids: set[str] = set()
     for index, cell in enumerate(cells):
+        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+            # A written answer. nbgrader grades it by hand, so it must be a grade cell; in
+            # the book it sits in a collapsed dropdown, so the reader sees the question first.
+            grade_id = cell.metadata["nbgrader"].get("grade_id") or f"answer-{index}"
+            cell.metadata["nbgrader"] = {
+                "grade": True,
+                "grade_id": grade_id,
+                "locked": False,
+                "points": 1,
+                "schema_version": 3,
+                "solution": True,
+                "task": False,
+            }
+            if not cell.source.startswith(ANSWER_OPEN):
+                cell.source = f"{ANSWER_OPEN}\n{cell.source.strip()}\n:::"
+            if grade_id in ids:
+                raise SystemExit(f"{name}: two nbgrader cells share the id {grade_id!r}")
+            ids.add(grade_id)
+            continue
         if cell.cell_type != "code":
             continue
         tags = _tags(cell)

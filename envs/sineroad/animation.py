@@ -17,6 +17,7 @@ episode_strip(frames, n=6)           # a matplotlib Figure
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,9 +89,34 @@ def animate_episode(frames: Sequence[np.ndarray], fps: int = 20):
         return (image,)
 
     animation = FuncAnimation(fig, update, frames=len(frames), interval=1000 / fps, blit=True)
-    html = HTML(animation.to_jshtml(fps=fps))
+    html = HTML(_offline_player(animation.to_jshtml(fps=fps)))
     plt.close(fig)
     return html
+
+
+# matplotlib's player loads Font Awesome from a CDN for its button icons; the book must
+# work offline, so the icons become plain characters and the stylesheet link goes.
+_ICONS = {
+    "fast-backward": "⏮",
+    "step-backward": "◀|",
+    "play": "▶",
+    "pause": "❚❚",
+    "stop": "■",
+    "step-forward": "|▶",
+    "fast-forward": "⏭",
+    "minus": "−",
+    "plus": "+",
+}
+
+
+def _offline_player(html: str) -> str:
+    html = re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", html)
+    html = html.replace('<i class="fa fa-play fa-flip-horizontal"></i>', "◀")
+    return re.sub(
+        r'<i class="fa fa-([a-z-]+)"></i>',
+        lambda m: _ICONS.get(m.group(1), m.group(1)),
+        html,
+    )
 
 
 def episode_strip(frames: Sequence[np.ndarray], n: int = 6):

@@ -173,8 +173,21 @@ def _check_colab_links(page, name: str) -> None:
 
 def _check_solutions_toggle(page, nb, name: str) -> None:
     solutions = [
-        cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("solution") is True
+        cell
+        for cell in nb.cells
+        if cell.metadata.get("nbgrader", {}).get("solution") is True and cell.cell_type == "code"
     ]
+    # Written answers (markdown solution cells) sit in a collapsed dropdown admonition.
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+            assert ":class: dropdown" in cell.source.splitlines()[1], (
+                f"{name}: a written answer is not in a dropdown: {cell.source[:80]!r}"
+            )
+    answers = page.locator("div.admonition.dropdown")
+    for i in range(answers.count()):
+        body = answers.nth(i).locator("p:not(.admonition-title)")
+        if body.count():
+            assert not body.first.is_visible(), f"{name}: dropdown answer {i} is open already"
     for cell in solutions:
         match = re.search(r"^def (\w+)", cell.source, re.MULTILINE)
         needle = match.group(0) if match else cell.source.strip().splitlines()[0]
