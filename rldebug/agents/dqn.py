@@ -265,6 +265,15 @@ def evaluate_q(
     return result, float(q0.mean())
 
 
+def anneal_learning_rate(optimizer: torch.optim.Optimizer, cfg: DQNConfig, step: int) -> None:
+    """Set the learning rate for ``step``: constant, or linear to ``cfg.lr_end``."""
+    if cfg.lr_end is None:
+        return
+    lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def train(
     config: DQNConfig | None = None,
     *,
@@ -363,10 +372,7 @@ def train(
         # 3. learn: one gradient step every train_every environment steps
         step_after = step + n_envs
         if step_after >= cfg.learning_starts:
-            if cfg.lr_end is not None:
-                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step_after)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+            anneal_learning_rate(optimizer, cfg, step_after)
             due = step_after // cfg.train_every - step // cfg.train_every
             for _ in range(due):
                 batch = to_torch(buffer.sample(cfg.batch_size, rng))
@@ -782,10 +788,7 @@ def train_population(
         # 3. learn: one gradient step per seed every train_every environment steps
         step_after = step + n_envs
         if step_after >= cfg.learning_starts:
-            if cfg.lr_end is not None:
-                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step_after)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+            anneal_learning_rate(optimizer, cfg, step_after)
             due = step_after // cfg.train_every - step // cfg.train_every
             for _ in range(due):
                 batch = buffer.sample(cfg.batch_size, rng)  # (S, B, ...)
