@@ -461,6 +461,7 @@ def train_seeds(
     *,
     processes: int = 2,
     progress: bool = True,
+    desc: str = "seeds",
     **overrides: Any,
 ) -> list[DQNResult]:
     """Train one agent per seed, ``processes`` at a time (each with one torch thread).
@@ -474,7 +475,7 @@ def train_seeds(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), desc="seeds", unit="seed")
+        bar = tqdm(total=len(jobs), desc=desc, unit="seed")
     results: list[DQNResult] = []
     if processes <= 1:
         for job in jobs:
