@@ -1,19 +1,18 @@
 """Benchmark: the book's DQN against Stable-Baselines3's DQN on CartPole-v1, same seeds.
 
 SB3 uses the RL-Zoo tuned hyperparameters for CartPole-v1 (50k steps); ours uses the
-chapter 3 defaults (30k steps). Both are evaluated greedily on 20 episodes every 2,500
+chapter 3 recipe (30k steps), all seeds side by side as in the notebook. Both are evaluated greedily on 20 episodes every 2,500
 steps and at the end, with the same evaluation function and seeds. Needs the ``bench``
 extra (``pip install -e .[bench]``). Run with one torch thread::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ch03_dqn_vs_sb3.py [n_seeds]
 
-Writes ``benchmarks/results/ch03_dqn_vs_sb3.md``.
+Writes ``benchmarks/results/ch03_dqn_vs_sb3.md`` and a plot of the curves beside it.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 import rldebug
-from rldebug.agents.dqn import DQNConfig, train
+from rldebug.agents.dqn import DQNConfig, train_population
 from rldebug.training import evaluate, make_vec_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,40 +71,69 @@ def run_sb3(seed: int) -> dict:
     final = evaluate(policy(model), eval_env, EVAL_EPISODES, seed=EVAL_SEED).mean
     wall = time.perf_counter() - start
     solved_at = next((s for s, v in curve if v >= SOLVED), None)
-    return {"steps": ZOO_STEPS, "solved_at": solved_at, "final": final, "wall": wall}
-
-
-def run_ours(seed: int) -> dict:
-    r = train(DQNConfig(seed=seed, eval_every=EVAL_EVERY, eval_seed=EVAL_SEED))
+    if not curve or curve[-1][0] < ZOO_STEPS:
+        curve.append((ZOO_STEPS, final))
+    steps, returns = (np.array(col) for col in zip(*curve))
     return {
-        "steps": r.config.total_steps,
-        "solved_at": r.steps_to_reach(SOLVED),
-        "final": r.final_return,
-        "wall": r.wall_time,
+        "steps": ZOO_STEPS,
+        "solved_at": solved_at,
+        "final": final,
+        "wall": wall,
+        "curve": (steps, returns),
     }
+
+
+# the chapter 3 notebook's recipe: the library defaults with these changes
+OURS = dict(hidden=(128, 128), batch_size=128, eps_fraction=0.1)
+
+
+def run_ours(seeds: list[int]) -> tuple[list[dict], float]:
+    """All seeds side by side, as in the notebook; also one seed trained alone (seconds)."""
+    config = DQNConfig(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, eval_seed=EVAL_SEED)
+    runs = train_population(config, seeds, **OURS)
+    alone = train_population(config, seeds[:1], **OURS)[0].wall_time
+    rows = [
+        {
+            "steps": r.config.total_steps,
+            "solved_at": r.steps_to_reach(SOLVED),
+            "final": r.final_return,
+            "wall": r.wall_time,  # the joint run's seconds / number of seeds
+            "curve": (np.array(r.eval_steps), np.array(r.eval_returns)),
+        }
+        for r in runs
+    ]
+    return rows, alone
 
 
 def main() -> int:
     rldebug.configure_torch(1)
     n_seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    seeds = list(range(n_seeds))
+    ours_rows, alone = run_ours(seeds)
+    print(
+        f"ours: {[round(o['final']) for o in ours_rows]}, one seed alone {alone:.1f} s", flush=True
+    )
     rows = []
-    for seed in range(n_seeds):
-        ours = run_ours(seed)
+    for seed, ours in zip(seeds, ours_rows):
         sb3 = run_sb3(seed)
         rows.append((seed, ours, sb3))
-        print(f"seed {seed}: ours {ours}  sb3 {sb3}", flush=True)
+        print(f"seed {seed}: sb3 {sb3}", flush=True)
 
     def fmt_steps(v):
         return "never" if v is None else f"{v:,}"
 
+    recipe = ", ".join(f"{k}={v}" for k, v in OURS.items())
     lines = [
         "# Chapter 3: our DQN vs Stable-Baselines3 DQN on CartPole-v1",
         "",
         f"Greedy evaluation: mean return over {EVAL_EPISODES} episodes every {EVAL_EVERY:,} "
         f"steps and at the end; solved means mean >= {SOLVED:g}. SB3 {_sb3_version()} with "
-        f"the RL-Zoo hyperparameters ({ZOO_STEPS:,} steps); ours with `DQNConfig()` defaults "
-        f"({DQNConfig().total_steps:,} steps). Wall-clock includes the periodic evaluations. "
-        f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}.",
+        f"the RL-Zoo hyperparameters ({ZOO_STEPS:,} steps), one run per seed. Ours: the "
+        f"chapter 3 recipe (`DQNConfig({recipe})`, {DQNConfig().total_steps:,} steps), the "
+        f"{n_seeds} seeds trained side by side with `train_population` as in the notebook; "
+        f"its wall-clock per seed is the joint run's divided by {n_seeds} (seed 0 trained "
+        f"alone: {alone:.1f} s). Wall-clock includes the periodic evaluations. "
+        f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs.",
         "",
         "| seed | ours: first solved at | ours: final return | ours: wall s "
         "| SB3: first solved at | SB3: final return | SB3: wall s |",
@@ -118,18 +146,55 @@ def main() -> int:
         )
     ours_ok = sum(o["final"] >= SOLVED for _, o, _ in rows)
     sb3_ok = sum(s["final"] >= SOLVED for _, _, s in rows)
+    ours_reached = sum(o["solved_at"] is not None for _, o, _ in rows)
+    sb3_reached = sum(s["solved_at"] is not None for _, _, s in rows)
     ours_wall = np.mean([o["wall"] for _, o, _ in rows])
     sb3_wall = np.mean([s["wall"] for _, _, s in rows])
     lines += [
         "",
-        f"Seeds ending solved: ours {ours_ok}/{len(rows)}, SB3 {sb3_ok}/{len(rows)}. "
-        f"Mean wall-clock per seed: ours {ours_wall:.1f} s, SB3 {sb3_wall:.1f} s "
-        f"(ratio SB3/ours {sb3_wall / ours_wall:.1f}x).",
+        f"- Reached {SOLVED:g}: ours {ours_reached}/{n_seeds}, SB3 {sb3_reached}/{n_seeds}. "
+        f"Still solved at the end: ours {ours_ok}/{n_seeds}, SB3 {sb3_ok}/{n_seeds}.",
+        f"- Median first solved at (seeds that got there): ours "
+        f"{_median([o['solved_at'] for _, o, _ in rows])}, "
+        f"SB3 {_median([s['solved_at'] for _, _, s in rows])} steps.",
+        f"- Mean wall-clock per seed: ours {ours_wall:.1f} s, SB3 {sb3_wall:.1f} s "
+        f"(SB3 / ours: {sb3_wall / ours_wall:.1f}x; SB3 / ours alone: {sb3_wall / alone:.1f}x).",
         "",
     ]
     OUT.write_text("\n".join(lines))
     print("\n".join(lines))
+    plot(rows)
     return 0
+
+
+def _median(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{np.median(values):,.0f}" if values else "never"
+
+
+def plot(rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import rldebug.plots
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ours = np.stack([o["curve"][1] for _, o, _ in rows])  # (seeds, evaluations)
+    rldebug.plots.band_plot({"ours": ours}, rows[0][1]["curve"][0], ax=ax)
+    sb3 = np.stack([s["curve"][1] for _, _, s in rows])
+    rldebug.plots.band_plot(
+        {"SB3 DQN (RL-Zoo)": sb3},
+        rows[0][2]["curve"][0],
+        ylabel=f"greedy return ({EVAL_EPISODES} episodes)",
+        title="CartPole-v1: mean and min-max over seeds",
+        hlines={"475": SOLVED},
+        ax=ax,
+    )
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(OUT.with_suffix(".png"), dpi=110)
 
 
 def _sb3_version() -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import rldebug
+import rldebug.plots
 from rldebug.agents import ppo
 
 OUT = Path(__file__).resolve().parent / "results" / "ch08_ppo_vs_sb3contrib.md"
@@ -27,7 +28,6 @@ EVAL_EPISODES = 20
 
 
 def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
-    import gymnasium as gym
     import sineroad  # noqa: F401
     import torch.nn as nn
     from sb3_contrib import RecurrentPPO
@@ -59,33 +59,41 @@ def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
     )
     curve: list[tuple[int, float]] = []
 
+    eval_seconds = [0.0]
+
     def evaluate() -> float:
-        eval_env = gym.make("CartPoleNoVel-v1")
-        total = 0.0
-        for ep in range(EVAL_EPISODES):
-            obs, _ = eval_env.reset(seed=10_000 + ep)
-            state, start, done = None, np.ones(1, dtype=bool), False
-            while not done:
-                o = env.normalize_obs(obs[None])
-                a, state = model.predict(o, state=state, episode_start=start, deterministic=True)
-                obs, r, term, trunc, _ = eval_env.step(int(a[0]))
-                total += r
-                start, done = np.zeros(1, dtype=bool), term or trunc
+        # the 20 evaluation episodes of ours (same env, same seeds), played all at once
+        started = time.perf_counter()
+        eval_env = ppo.make_vector_env("CartPoleNoVel-v1", EVAL_EPISODES)
+        obs, _ = eval_env.reset(seed=10_000)
+        state, start = None, np.ones(EVAL_EPISODES, dtype=bool)
+        returns = np.zeros(EVAL_EPISODES)
+        running = np.ones(EVAL_EPISODES, dtype=bool)  # first episode still going
+        while running.any():
+            a, state = model.predict(
+                env.normalize_obs(obs), state=state, episode_start=start, deterministic=True
+            )
+            obs, r, term, trunc, _ = eval_env.step(a)
+            returns += r * running
+            running &= ~(term | trunc)
+            start = np.zeros(EVAL_EPISODES, dtype=bool)
         eval_env.close()
-        return total / EVAL_EPISODES
+        eval_seconds[0] += time.perf_counter() - started
+        return float(returns.mean())
 
     class Eval(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every < 8:  # 8 environment steps per call
                 # (one evaluation per multiple of eval_every, at most 7 steps after it)
-                curve.append((self.num_timesteps, evaluate()))
+                train_s = time.perf_counter() - started - eval_seconds[0]
+                curve.append((self.num_timesteps, evaluate(), train_s))
             return True
 
     started = time.perf_counter()
     model.learn(total_timesteps=steps, callback=Eval())
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started - eval_seconds[0]  # training only
     if not curve or curve[-1][0] < model.num_timesteps:
-        curve.append((model.num_timesteps, evaluate()))
+        curve.append((model.num_timesteps, evaluate(), seconds))
     return {"curve": curve, "seconds": seconds}
 
 
@@ -98,47 +106,116 @@ def main() -> None:
     seeds = list(range(args.seeds))
     cfg = ppo.PPOConfig()
     ours = ppo.train_ppo(cfg, seeds, progress=False)
-    ours_kept = ours.kept(475)
-    rows = []
+    ours_to, ours_kept = ours.steps_to(475), ours.kept(475)
+    print(f"ours: {ours.seconds:.0f} s, steps to 475 {ours_to}, kept {ours_kept}", flush=True)
+    alone = ppo.train_ppo(cfg, seeds[:1], progress=False).seconds  # no batching over seeds
+    rows, sb3_curves = [], []
     for i, seed in enumerate(seeds):
         sb3 = run_sb3(seed, args.sb3_steps, cfg.eval_every)
-        steps = np.array([s for s, _ in sb3["curve"]])
-        rets = np.array([r for _, r in sb3["curve"]])
+        steps, rets, train_s = (np.array(col) for col in zip(*sb3["curve"]))
+        sb3_curves.append((steps, rets))
         hit = np.flatnonzero(rets >= 475)
         late = steps >= 0.8 * steps[-1]
         rows.append(
-            (
-                seed,
-                ours.steps_to(475)[i],
-                "yes" if ours_kept[i] else "no",
-                ours.eval_returns[-1, i],
-                steps[hit[0]] if len(hit) else np.nan,
-                "yes" if (rets[late] >= 475).all() else "no",
-                rets[-1],
-                sb3["seconds"],
+            dict(
+                seed=seed,
+                ours_to=ours_to[i],
+                ours_kept=bool(ours_kept[i]),
+                ours_final=ours.eval_returns[-1, i],
+                sb3_to=steps[hit[0]] if len(hit) else np.nan,
+                sb3_to_s=train_s[hit[0]] if len(hit) else np.nan,
+                sb3_kept=bool((rets[late] >= 475).all()),
+                sb3_final=rets[-1],
+                sb3_s=sb3["seconds"],
             )
         )
         print(rows[-1], flush=True)
+    write_table(rows, ours, alone, cfg, args.sb3_steps)
+    plot_curves(ours, sb3_curves)
+
+
+def _steps(v: float) -> str:
+    return "never" if not np.isfinite(v) else f"{v:,.0f}"
+
+
+def write_table(
+    rows: list[dict], ours: ppo.PPOResult, alone: float, cfg: ppo.PPOConfig, sb3_steps: int
+):
+    n = len(rows)
+    ours_per_seed = ours.seconds / n
+    sb3_s = np.array([r["sb3_s"] for r in rows])
+    ours_to = np.array([r["ours_to"] for r in rows])
+    sb3_to = np.array([r["sb3_to"] for r in rows])
+    sb3_to_s = np.array([r["sb3_to_s"] for r in rows])
     lines = [
         "# Chapter 8: recurrent PPO vs sb3-contrib RecurrentPPO (CartPoleNoVel-v1)",
         "",
-        f"Ours: {len(seeds)} seeds trained together in {ours.seconds:.0f} s "
-        f"({cfg.total_steps} steps each). sb3-contrib: one run per seed "
-        f"({args.sb3_steps} steps).",
-        "Steps: environment steps summed over the environments of one seed (both).",
-        f"Greedy evaluation: mean of {EVAL_EPISODES} episodes every {cfg.eval_every} steps. "
+        f"Ours: `PPOConfig()` ({cfg.total_steps:,} steps per seed, {cfg.num_envs} envs, "
+        f"{cfg.num_minibatches} minibatches, GRU {cfg.hidden}); the {n} seeds train side by "
+        f"side in one process, {ours.seconds:.0f} s in all (evaluations included), so "
+        f"{ours_per_seed:.1f} s per seed (seed 0 trained alone: {alone:.0f} s). sb3-contrib {_version()}: RL-Zoo's tuned "
+        f"RecurrentPPO (8 envs, LSTM 64, {sb3_steps:,} steps), one run per seed; its seconds "
+        "count training only (its evaluations are subtracted). One torch thread, same machine.",
+        "",
+        f"Greedy evaluation for both: the same {EVAL_EPISODES} episodes (seeds 10 000 ...) every "
+        f"{cfg.eval_every:,} steps. Steps are environment steps of one seed. "
         "Kept: >= 475 at every evaluation in the last 20% of training.",
         "",
         "| seed | ours: steps to 475 | ours: kept | ours: final "
-        "| sb3: steps to 475 | sb3: kept | sb3: final | sb3: s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| sb3: steps to 475 | sb3: seconds to 475 | sb3: kept | sb3: final | sb3: seconds |",
+        "|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|",
     ]
+    for r in rows:
+        lines.append(
+            f"| {r['seed']} | {_steps(r['ours_to'])} | {'yes' if r['ours_kept'] else 'no'} "
+            f"| {r['ours_final']:.0f} | {_steps(r['sb3_to'])} | {r['sb3_to_s']:.0f} "
+            f"| {'yes' if r['sb3_kept'] else 'no'} | {r['sb3_final']:.0f} | {r['sb3_s']:.0f} |"
+        )
     lines += [
-        f"| {s} | {a:.0f} | {k} | {b:.0f} | {c:.0f} | {k2} | {d:.0f} | {e:.0f} |"
-        for s, a, k, b, c, k2, d, e in rows
+        "",
+        f"- Reached 475: ours {np.isfinite(ours_to).sum()}/{n}, "
+        f"sb3-contrib {np.isfinite(sb3_to).sum()}/{n}. Kept to the end: ours "
+        f"{sum(r['ours_kept'] for r in rows)}/{n}, sb3-contrib {sum(r['sb3_kept'] for r in rows)}/{n}.",
+        f"- Median steps to 475 (seeds that reached it): ours {np.nanmedian(ours_to):,.0f}, "
+        f"sb3-contrib {np.nanmedian(sb3_to):,.0f}.",
+        f"- Wall-clock per seed: ours {ours_per_seed:.1f} s for the whole run; sb3-contrib "
+        f"{sb3_s.mean():.0f} s for the whole run and {np.nanmedian(sb3_to_s):.0f} s (median) "
+        f"to its first 475. Ours takes {ours_per_seed / sb3_s.mean():.2f}x sb3-contrib's "
+        f"run time and {ours_per_seed / np.nanmedian(sb3_to_s):.2f}x its time to 475; "
+        f"one seed trained alone takes {alone / sb3_s.mean():.2f}x its run time.",
+        "",
     ]
-    OUT.write_text("\n".join(lines) + "\n")
+    OUT.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def plot_curves(ours: ppo.PPOResult, sb3_curves: list[tuple[np.ndarray, np.ndarray]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    rldebug.plots.band_plot({"ours (GRU PPO)": ours.eval_returns.T}, ours.eval_steps, ax=ax)
+    length = min(len(steps) for steps, _ in sb3_curves)
+    sb3 = np.stack([rets[:length] for _, rets in sb3_curves])  # (seeds, evaluations)
+    rldebug.plots.band_plot(
+        {"sb3-contrib RecurrentPPO": sb3},
+        sb3_curves[0][0][:length],
+        ylabel="greedy return (20 episodes)",
+        title="CartPoleNoVel-v1: mean and min-max over seeds",
+        hlines={"475": 475},
+        ax=ax,
+    )
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(OUT.with_suffix(".png"), dpi=110)
+
+
+def _version() -> str:
+    import sb3_contrib
+
+    return sb3_contrib.__version__
 
 
 if __name__ == "__main__":

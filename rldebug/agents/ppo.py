@@ -540,7 +540,7 @@ class PPOConfig:
 
     They follow RL-Zoo's tuned RecurrentPPO for this task (gamma 0.98, lambda 0.8, clip 0.2,
     no entropy bonus, learning rate and clip range decayed linearly to 0), with 16
-    environments per seed and two minibatches of 8 whole sequences.
+    environments per seed and four minibatches of 4 whole sequences.
     """
 
     env_id: str = "CartPoleNoVel-v1"
@@ -548,7 +548,7 @@ class PPOConfig:
     total_steps: int = 30_000  # environment steps per agent
     num_envs: int = 16  # per agent
     num_steps: int = 32  # T, rollout length
-    num_minibatches: int = 2  # environments are split into this many groups
+    num_minibatches: int = 4  # environments are split into this many groups
     epochs: int = 10
     lr: float = 2e-3
     anneal_lr: bool = True  # linear decay to 0 over training
