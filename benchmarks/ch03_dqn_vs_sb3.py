@@ -176,24 +176,19 @@ def plot(rows) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     import rldebug.plots
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
     ours = np.stack([o["curve"][1] for _, o, _ in rows])  # (seeds, evaluations)
-    rldebug.plots.band_plot({"ours": ours}, rows[0][1]["curve"][0], ax=ax)
     sb3 = np.stack([s["curve"][1] for _, _, s in rows])
-    rldebug.plots.band_plot(
-        {"SB3 DQN (RL-Zoo)": sb3},
-        rows[0][2]["curve"][0],
+    fig = rldebug.plots.band_plot(
+        {
+            "ours": (rows[0][1]["curve"][0], ours),
+            "SB3 DQN (RL-Zoo)": (rows[0][2]["curve"][0], sb3),
+        },
         ylabel=f"greedy return ({EVAL_EPISODES} episodes)",
         title="CartPole-v1: mean and min-max over seeds",
         hlines={"475": SOLVED},
-        ax=ax,
     )
-    ax.legend(loc="lower right")
-    fig.tight_layout()
     fig.savefig(OUT.with_suffix(".png"), dpi=110)
 
 

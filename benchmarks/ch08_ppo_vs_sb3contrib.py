@@ -20,6 +20,7 @@ import numpy as np
 import rldebug
 import rldebug.plots
 from rldebug.agents import ppo
+from rldebug.training import evaluate
 
 OUT = Path(__file__).resolve().parent / "results" / "ch08_ppo_vs_sb3contrib.md"
 
@@ -61,39 +62,38 @@ def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
 
     eval_seconds = [0.0]
 
-    def evaluate() -> float:
-        # the 20 evaluation episodes of ours (same env, same seeds), played all at once
+    def evaluate_sb3() -> float:
+        # ours' evaluation episodes (same env, same seeds, one batched wave), sb3's policy
         started = time.perf_counter()
         eval_env = ppo.make_vector_env("CartPoleNoVel-v1", EVAL_EPISODES)
-        obs, _ = eval_env.reset(seed=10_000)
         state, start = None, np.ones(EVAL_EPISODES, dtype=bool)
-        returns = np.zeros(EVAL_EPISODES)
-        running = np.ones(EVAL_EPISODES, dtype=bool)  # first episode still going
-        while running.any():
-            a, state = model.predict(
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            nonlocal state, start
+            actions, state = model.predict(
                 env.normalize_obs(obs), state=state, episode_start=start, deterministic=True
             )
-            obs, r, term, trunc, _ = eval_env.step(a)
-            returns += r * running
-            running &= ~(term | trunc)
             start = np.zeros(EVAL_EPISODES, dtype=bool)
+            return actions
+
+        result = evaluate(act, eval_env, EVAL_EPISODES, seed=10_000)
         eval_env.close()
         eval_seconds[0] += time.perf_counter() - started
-        return float(returns.mean())
+        return float(result.mean)
 
     class Eval(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every < 8:  # 8 environment steps per call
                 # (one evaluation per multiple of eval_every, at most 7 steps after it)
                 train_s = time.perf_counter() - started - eval_seconds[0]
-                curve.append((self.num_timesteps, evaluate(), train_s))
+                curve.append((self.num_timesteps, evaluate_sb3(), train_s))
             return True
 
     started = time.perf_counter()
     model.learn(total_timesteps=steps, callback=Eval())
     seconds = time.perf_counter() - started - eval_seconds[0]  # training only
     if not curve or curve[-1][0] < model.num_timesteps:
-        curve.append((model.num_timesteps, evaluate(), seconds))
+        curve.append((model.num_timesteps, evaluate_sb3(), seconds))
     return {"curve": curve, "seconds": seconds}
 
 
@@ -193,22 +193,18 @@ def plot_curves(ours: ppo.PPOResult, sb3_curves: list[tuple[np.ndarray, np.ndarr
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    rldebug.plots.band_plot({"ours (GRU PPO)": ours.eval_returns.T}, ours.eval_steps, ax=ax)
     length = min(len(steps) for steps, _ in sb3_curves)
     sb3 = np.stack([rets[:length] for _, rets in sb3_curves])  # (seeds, evaluations)
-    rldebug.plots.band_plot(
-        {"sb3-contrib RecurrentPPO": sb3},
-        sb3_curves[0][0][:length],
+    fig = rldebug.plots.band_plot(
+        {
+            "ours (GRU PPO)": (ours.eval_steps, ours.eval_returns.T),
+            "sb3-contrib RecurrentPPO": (sb3_curves[0][0][:length], sb3),
+        },
         ylabel="greedy return (20 episodes)",
         title="CartPoleNoVel-v1: mean and min-max over seeds",
         hlines={"475": 475},
-        ax=ax,
     )
-    ax.legend(loc="lower right")
-    fig.tight_layout()
     fig.savefig(OUT.with_suffix(".png"), dpi=110)
 
 

@@ -36,7 +36,7 @@ def returns_figure(
 
 
 def band_plot(
-    curves: Mapping[str, np.ndarray],
+    curves: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]],
     x: np.ndarray | None = None,
     *,
     xlabel: str = "environment steps",
@@ -47,17 +47,21 @@ def band_plot(
 ):
     """Mean curve with a min-max band over seeds, one entry per label.
 
-    ``curves[label]`` has shape (n_seeds, n_points).
+    ``curves[label]`` has shape (n_seeds, n_points), drawn against ``x``; or it is a pair
+    ``(x_label, values)`` for curves evaluated at their own steps (two libraries compared).
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 3.6))
     else:
         fig = ax.figure
     for label, values in curves.items():
+        xs = x
+        if isinstance(values, tuple):
+            xs, values = values
         values = np.asarray(values, dtype=float)
         if values.ndim != 2:
             raise ValueError(f"curves[{label!r}] must be (n_seeds, n_points), got {values.shape}")
-        xs = np.arange(values.shape[1]) if x is None else np.asarray(x)
+        xs = np.arange(values.shape[1]) if xs is None else np.asarray(xs)
         mean = values.mean(axis=0)
         (line,) = ax.plot(xs, mean, label=f"{label} (n={values.shape[0]})")
         ax.fill_between(

@@ -189,18 +189,19 @@ def td_targets(
     stops the max from picking the actions whose values happen to be overestimated).
     A truncated episode still has a future, so it bootstraps; only ``terminated`` zeroes
     the future (``bootstrap_on_truncation=False`` is the bug, kept for the experiment).
+    Leading axes pass through: a stacked batch ``(S, B, ...)`` gives ``(S, B)`` targets.
     """
     with torch.no_grad():
-        next_q_all = target_net(batch.next_obs)  # (B, A)
+        next_q_all = target_net(batch.next_obs)  # (..., B, A)
         if double:
-            next_actions = q_net(batch.next_obs).argmax(dim=1, keepdim=True)  # (B, 1)
+            next_actions = q_net(batch.next_obs).argmax(dim=-1, keepdim=True)  # (..., B, 1)
         else:
-            next_actions = next_q_all.argmax(dim=1, keepdim=True)  # (B, 1)
-        next_q = next_q_all.gather(1, next_actions).squeeze(1)  # (B, 1) -> (B,)
+            next_actions = next_q_all.argmax(dim=-1, keepdim=True)  # (..., B, 1)
+        next_q = next_q_all.gather(-1, next_actions).squeeze(-1)  # (..., B, 1) -> (..., B)
         ended = batch.terminated
         if not bootstrap_on_truncation:
             ended = torch.maximum(batch.terminated, batch.truncated)
-        return batch.rewards + gamma * (1.0 - ended) * next_q  # (B,)
+        return batch.rewards + gamma * (1.0 - ended) * next_q  # (..., B)
 
 
 def dqn_loss(
@@ -579,17 +580,14 @@ def _stacked_loss(q_net, target_net, batch: Transitions, cfg: DQNConfig):
     """Per-seed DQN losses of a stacked batch (every field has a leading ``(S, B)``)."""
     q_values = q_net(batch.obs)  # (S, B, A)
     q_sa = q_values.gather(2, batch.actions.unsqueeze(2)).squeeze(2)  # (S, B, 1) -> (S, B)
-    with torch.no_grad():
-        next_q_all = target_net(batch.next_obs)  # (S, B, A)
-        if cfg.double:
-            next_actions = q_net(batch.next_obs).argmax(dim=2, keepdim=True)  # (S, B, 1)
-        else:
-            next_actions = next_q_all.argmax(dim=2, keepdim=True)  # (S, B, 1)
-        next_q = next_q_all.gather(2, next_actions).squeeze(2)  # (S, B)
-        ended = batch.terminated
-        if not cfg.bootstrap_on_truncation:
-            ended = torch.maximum(batch.terminated, batch.truncated)
-        targets = batch.rewards + cfg.gamma * (1.0 - ended) * next_q  # (S, B)
+    targets = td_targets(
+        q_net,
+        target_net,
+        batch,
+        cfg.gamma,
+        double=cfg.double,
+        bootstrap_on_truncation=cfg.bootstrap_on_truncation,
+    )  # (S, B), no gradient
     if cfg.huber:
         per_row = F.huber_loss(q_sa, targets, delta=cfg.huber_delta, reduction="none")
     else:

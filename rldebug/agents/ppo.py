@@ -40,6 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper
 
+from rldebug.training import evaluate
+
 __all__ = [
     "ActorCritic",
     "AgentLinear",
@@ -631,29 +633,28 @@ def evaluate_greedy(
     episodes: int,
     seed: int,
     normalize: ObsNormalizer | None = None,
-    max_steps: int = 10_000,
 ) -> np.ndarray:
-    """Mean return of ``episodes`` greedy episodes per agent: -> (S,)."""
+    """Mean return of ``episodes`` greedy episodes per agent: -> (S,).
+
+    The episodes are :func:`rldebug.training.evaluate`'s (one batched wave, seeded by
+    ``seed``); the policy carries each episode's hidden state from step to step.
+    """
     s = agent.num_agents
     env = make_vector_env(env_id, s * episodes)
-    o, _ = env.reset(seed=seed)
-    o = torch.as_tensor(o, dtype=torch.float32)
     h = agent.initial_state(s * episodes)
-    start = torch.ones(s * episodes, dtype=torch.bool)
-    returns = np.zeros(s * episodes)
-    running = np.ones(s * episodes, dtype=bool)  # first episode still going
-    with torch.no_grad():
-        for _ in range(max_steps):
+    start = torch.ones(s * episodes, dtype=torch.bool)  # the first step resets the state
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        nonlocal h, start
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        with torch.no_grad():
             logits, _, h = agent.step(normalize(o) if normalize else o, h, start)
-            o, r, term, trunc, _ = env.step(logits.argmax(-1).numpy())
-            o = torch.as_tensor(o, dtype=torch.float32)
-            start = torch.zeros_like(start)
-            returns += r * running
-            running &= ~(term | trunc)
-            if not running.any():
-                break
+        start = torch.zeros_like(start)
+        return logits.argmax(-1).numpy()
+
+    result = evaluate(act, env, s * episodes, seed=seed)
     env.close()
-    return returns.reshape(s, episodes).mean(1)
+    return result.returns.reshape(s, episodes).mean(1)
 
 
 @dataclass
