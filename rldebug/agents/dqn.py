@@ -16,6 +16,7 @@ autoreset (gymnasium's default): the step that crosses an autoreset is not store
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +30,7 @@ from gymnasium.vector import VectorEnv
 from torch import nn
 
 from rldebug.nets import grad_norm, q_network
+from rldebug.parallel import progress_bar, run_parallel
 from rldebug.replay import ReplayBuffer, Transitions, to_torch
 from rldebug.training import (
     EvalResult,
@@ -75,7 +77,8 @@ class DQNConfig:
     hidden: Sequence[int] = (256, 256)
     gamma: float = 0.99
     lr: float = 2.3e-3
-    lr_end: float | None = 0.0  # linear decay to lr_end at the end (None: constant)
+    lr_end: float | None = 0.0  # linear decay to lr_end (None: constant)
+    lr_fraction: float = 1.0  # fraction of total_steps over which the learning rate decays
     batch_size: int = 64
     buffer_size: int = 50_000
     learning_starts: int = 1_000  # random-policy steps before the first update
@@ -99,6 +102,8 @@ class DQNConfig:
     def __post_init__(self):
         if self.num_envs < 1 or self.batch_size < 1 or self.train_every < 1:
             raise ValueError("num_envs, batch_size and train_every must be >= 1")
+        if not 0.0 < self.lr_fraction <= 1.0:
+            raise ValueError(f"lr_fraction must be in (0, 1], got {self.lr_fraction}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -267,10 +272,11 @@ def evaluate_q(
 
 
 def anneal_learning_rate(optimizer: torch.optim.Optimizer, cfg: DQNConfig, step: int) -> None:
-    """Set the learning rate for ``step``: constant, or linear to ``cfg.lr_end``."""
+    """Set the learning rate for ``step``: constant, or linear to ``cfg.lr_end`` over the
+    first ``cfg.lr_fraction`` of training, then ``lr_end``."""
     if cfg.lr_end is None:
         return
-    lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step)
+    lr = linear_schedule(cfg.lr, cfg.lr_end, int(cfg.lr_fraction * cfg.total_steps), step)
     for group in optimizer.param_groups:
         group["lr"] = lr
 
@@ -330,9 +336,7 @@ def train(
     n_iterations = -(-cfg.total_steps // n_envs)  # ceil
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iterations * n_envs, desc=f"DQN seed {cfg.seed}", unit="step")
+        bar = progress_bar(total=n_iterations * n_envs, desc=f"DQN seed {cfg.seed}", unit="step")
 
     for iteration in range(n_iterations):
         step = iteration * n_envs  # environment steps taken so far
@@ -448,12 +452,11 @@ def _record_eval(result, q_net, eval_env, n_episodes, cfg, step) -> EvalResult:
     return evaluation
 
 
-def _train_one(args: tuple[DQNConfig, int]) -> DQNResult:
+def _train_one(config: DQNConfig, seed: int, progress: bool = False) -> DQNResult:
     from rldebug.utils import configure_torch
 
     configure_torch(1)
-    config, seed = args
-    return train(config, seed=seed)
+    return train(config, seed=seed, progress=progress)
 
 
 def train_seeds(
@@ -465,35 +468,20 @@ def train_seeds(
     desc: str = "seeds",
     **overrides: Any,
 ) -> list[DQNResult]:
-    """Train one agent per seed, ``processes`` at a time (each with one torch thread).
+    """Train one agent per seed with :func:`train`, ``processes`` at a time (one torch
+    thread each); seed ``s`` gives exactly the run of ``train(config, seed=s)``.
 
     The runs are independent, so ``processes=2`` on 2 cores halves the wall-clock time.
     ``processes=1`` trains them one after the other in this process.
     """
     cfg = replace(config or DQNConfig(), **overrides)
-    jobs = [(cfg, int(s)) for s in seeds]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc=desc, unit="seed")
-    results: list[DQNResult] = []
-    if processes <= 1:
-        for job in jobs:
-            results.append(_train_one(job))
-            if bar is not None:
-                bar.update(1)
-    else:
-        import multiprocessing as mp
-
-        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with context.Pool(processes) as pool:
-            for result in pool.imap(_train_one, jobs):
-                results.append(result)
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    seeds = [int(s) for s in seeds]
+    if processes > 1:
+        jobs = [functools.partial(_train_one, cfg, s, progress) for s in seeds]
+        return run_parallel(jobs, processes=processes, desc=desc, progress=progress)
+    results = []
+    for s in progress_bar(seeds, desc=desc, unit="seed", disable=not progress):
+        results.append(_train_one(cfg, s))
     return results
 
 
@@ -672,6 +660,7 @@ def train_population(
     config: DQNConfig | None = None,
     seeds: Sequence[int] = range(10),
     *,
+    processes: int = 1,
     progress: bool = False,
     **overrides: Any,
 ) -> list[DQNResult]:
@@ -687,18 +676,38 @@ def train_population(
     generators seeded by ``seeds``, so seed ``s`` does not replay ``train(seed=s)`` draw for
     draw; it is an equally valid run. Only envs with a native vector env (CartPole-v1) and
     no wrappers are supported.
+
+    ``processes > 1`` splits the seeds into that many groups of consecutive seeds and trains
+    each group as its own population in a worker process (:func:`rldebug.parallel.run_parallel`),
+    about ``processes`` times faster on as many cores. The random streams belong to the
+    population, so the split is part of the run: ``processes=2`` on seeds 0-9 gives the runs
+    of ``train_population(config, range(5))`` and ``train_population(config, range(5, 10))``.
     """
     cfg = replace(config or DQNConfig(), **overrides)
     seeds = [int(s) for s in seeds]
+    if processes > 1 and len(seeds) > 1:
+        groups = [[int(s) for s in g] for g in np.array_split(seeds, min(processes, len(seeds)))]
+        jobs = [functools.partial(train_population, cfg, g, progress=progress) for g in groups]
+        start_time = time.perf_counter()
+        parts = run_parallel(
+            jobs, processes=processes, desc=f"DQN x {len(seeds)} seeds", progress=progress
+        )
+        results = [r for part in parts for r in part]
+        for r in results:
+            r.wall_time = (time.perf_counter() - start_time) / len(results)
+        return results
     n_seeds, n_envs = len(seeds), cfg.num_envs
     if n_seeds < 1:
         raise ValueError("train_population needs at least one seed")
     if cfg.wrappers:
         raise ValueError("train_population steps a native vector env: wrappers are not supported")
     start_time = time.perf_counter()
-    master = int(np.random.SeedSequence(seeds).generate_state(1)[0])  # one seed for all
+    seed_seq = np.random.SeedSequence(seeds)
+    master = int(seed_seq.generate_state(1)[0])  # one seed for all
     set_seed(master)
-    rng = np.random.default_rng(master)
+    # The agent's generator must not be the env's: envs.reset(seed=master) seeds the env's
+    # generator from master, and default_rng(master) would replay the very same numbers.
+    rng = np.random.default_rng(seed_seq.spawn(1)[0])
 
     # --- environments: seed s steps sub-envs [s * N, (s + 1) * N) --------------------
     envs = make_vec_env(
@@ -744,9 +753,7 @@ def train_population(
     n_iterations = -(-cfg.total_steps // n_envs)  # ceil
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iterations * n_envs, desc=f"DQN x {n_seeds} seeds", unit="step")
+        bar = progress_bar(total=n_iterations * n_envs, desc=f"DQN x {n_seeds} seeds", unit="step")
 
     for iteration in range(n_iterations):
         step = iteration * n_envs  # environment steps taken so far, per seed

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rldebug.episode_replay import EpisodeReplay, SequenceBatch, stack_batches, to_torch
+from rldebug.parallel import progress_bar
 from rldebug.training import linear_schedule
 from rldebug.utils import set_seed
 
@@ -423,9 +424,7 @@ def train(
     loss_window: list[np.ndarray] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iterations * n, desc=f"DRQN x{s} seeds", unit="step")
+        bar = progress_bar(total=n_iterations * n, desc=f"DRQN x{s} seeds", unit="step")
 
     for iteration in range(n_iterations):
         step = iteration * n  # environment steps per agent so far

@@ -27,6 +27,7 @@ a truncated episode.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper
 
+from rldebug.parallel import progress_bar, run_parallel
 from rldebug.training import evaluate
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "PPOResult",
     "Rollout",
     "collect_rollout",
+    "concat_agents",
+    "concat_results",
     "evaluate_greedy",
     "gae",
     "make_vector_env",
@@ -684,13 +688,69 @@ class PPOResult:
         return (self.eval_returns[late] >= threshold).all(0)
 
 
-def train_ppo(
-    cfg: PPOConfig, seeds: Sequence[int], *, progress: bool = True, eval_seed: int = 10_000
-) -> PPOResult:
-    """Train one PPO agent per seed, all together; evaluate them greedily every ``eval_every``."""
-    from tqdm.auto import tqdm
+def concat_agents(agents: Sequence[ActorCritic]) -> ActorCritic:
+    """One :class:`ActorCritic` holding the agents of several, in order."""
+    first = agents[0]
+    obs_dim = first.core.ih.weight.shape[1] if first.recurrent else first.core.weight.shape[1]
+    merged = ActorCritic(
+        obs_dim,
+        first.pi_out.weight.shape[2],
+        hidden=first.hidden,
+        recurrent=first.recurrent,
+        num_agents=sum(a.num_agents for a in agents),
+    )
+    state = {}
+    for name in first.state_dict():
+        parts = [a.state_dict()[name] for a in agents]  # each (S_k, ...) or (2 S_k, ...)
+        if name.startswith("core."):  # rows: the S_k actors, then the S_k critics
+            halves = [p.chunk(2) for p in parts]
+            parts = [h[0] for h in halves] + [h[1] for h in halves]
+        state[name] = torch.cat(parts)
+    merged.load_state_dict(state)
+    return merged
 
+
+def concat_results(results: Sequence[PPOResult], seconds: float) -> PPOResult:
+    """One :class:`PPOResult` for the agents of several runs of the same config."""
+    return PPOResult(
+        agent=concat_agents([r.agent for r in results]),
+        config=results[0].config,
+        seeds=[s for r in results for s in r.seeds],
+        eval_steps=results[0].eval_steps,
+        eval_returns=np.concatenate([r.eval_returns for r in results], axis=1),
+        train_returns=[t for r in results for t in r.train_returns],
+        first_check=np.concatenate([r.first_check for r in results], axis=1),
+        approx_kl=np.concatenate([r.approx_kl for r in results], axis=1),
+        seconds=seconds,
+    )
+
+
+def train_ppo(
+    cfg: PPOConfig,
+    seeds: Sequence[int],
+    *,
+    processes: int = 1,
+    progress: bool = True,
+    eval_seed: int = 10_000,
+) -> PPOResult:
+    """Train one PPO agent per seed, all together; evaluate them greedily every ``eval_every``.
+
+    ``processes > 1`` splits the seeds into that many groups of consecutive seeds and trains
+    each group as its own population in a worker process (:func:`rldebug.parallel.run_parallel`).
+    The random streams belong to the population, so the split is part of the run:
+    ``processes=2`` on seeds 0-9 gives the agents of ``train_ppo(cfg, range(5))`` and
+    ``train_ppo(cfg, range(5, 10))``.
+    """
     seeds = list(seeds)
+    if processes > 1 and len(seeds) > 1:
+        groups = [[int(s) for s in g] for g in np.array_split(seeds, min(processes, len(seeds)))]
+        jobs = [
+            functools.partial(train_ppo, cfg, g, progress=progress, eval_seed=eval_seed)
+            for g in groups
+        ]
+        started = time.perf_counter()
+        parts = run_parallel(jobs, processes=processes, desc=f"PPO {cfg.env_id}", progress=progress)
+        return concat_results(parts, time.perf_counter() - started)
     s, n = len(seeds), cfg.num_envs
     if n % cfg.num_minibatches:
         raise ValueError(f"num_envs={n} cannot be split into {cfg.num_minibatches} minibatches")
@@ -718,7 +778,7 @@ def train_ppo(
     train_returns: list[list[tuple[int, float]]] = [[] for _ in seeds]
     next_eval = 0
     started = time.perf_counter()
-    bar = tqdm(range(num_updates), desc=f"PPO {cfg.env_id}", disable=not progress)
+    bar = progress_bar(range(num_updates), desc=f"PPO {cfg.env_id}", disable=not progress)
     for update in bar:
         steps = update * per_update
         if steps >= next_eval:

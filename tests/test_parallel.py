@@ -1,0 +1,90 @@
+"""rldebug.parallel: jobs in worker processes, and the populations split across them."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rldebug.agents.dqn import DQNConfig, train_population
+from rldebug.agents.ppo import PPOConfig, concat_agents, train_ppo
+from rldebug.parallel import progress_bar, run_parallel
+
+
+def _fail():
+    raise KeyError("planted failure")
+
+
+def test_results_come_back_in_order_from_other_processes():
+    jobs = [lambda k=k: (k, os.getpid()) for k in range(4)]  # lambdas: the workers are forked
+    results = run_parallel(jobs, processes=2, progress=False)
+    assert [k for k, _ in results] == [0, 1, 2, 3]
+    assert os.getpid() not in {pid for _, pid in results}
+
+
+def test_one_process_runs_here():
+    assert run_parallel([os.getpid], processes=1, progress=False) == [os.getpid()]
+
+
+def test_a_failing_job_raises_its_error():
+    with pytest.raises(KeyError, match="planted failure"):
+        run_parallel([lambda: 1, _fail], processes=2, progress=False)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="functions of no arguments"):
+        run_parallel([1, 2], progress=False)
+    with pytest.raises(ValueError, match="processes"):
+        run_parallel([int], processes=0, progress=False)
+
+
+def test_progress_bar_in_a_worker_reports_a_fraction():
+    def job():
+        return sum(progress_bar(range(10), desc="inner"))
+
+    assert run_parallel([job, job], processes=2, progress=False) == [45, 45]
+
+
+def test_population_split_equals_the_groups_trained_alone():
+    small = dict(total_steps=400, learning_starts=100, log_every=100, eval_every=200,
+                 eval_episodes=2, final_eval_episodes=3, hidden=(16,), batch_size=16)  # fmt: skip
+    cfg = DQNConfig(**small)
+    split = train_population(cfg, [3, 4, 5, 6], processes=2)
+    alone = train_population(cfg, [3, 4]) + train_population(cfg, [5, 6])
+    assert [r.config.seed for r in split] == [3, 4, 5, 6]
+    for a, b in zip(split, alone):
+        assert a.losses == b.losses and a.eval_returns == b.eval_returns
+        for p, q in zip(a.q_net.parameters(), b.q_net.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_ppo_split_equals_the_groups_trained_alone(recurrent):
+    cfg = PPOConfig(total_steps=256, num_envs=4, num_steps=32, eval_every=128, eval_episodes=2,
+                    recurrent=recurrent)  # fmt: skip
+    split = train_ppo(cfg, [0, 1, 2], processes=2, progress=False)
+    first, second = train_ppo(cfg, [0, 1], progress=False), train_ppo(cfg, [2], progress=False)
+    assert split.seeds == [0, 1, 2] and split.eval_returns.shape == (3, 3)
+    np.testing.assert_array_equal(
+        split.eval_returns, np.concatenate([first.eval_returns, second.eval_returns], axis=1)
+    )
+    assert len(split.train_returns) == 3 and split.first_check.shape[1] == 3
+    # the merged agent acts as each group's agent on its own rows
+    obs = torch.randn(5, 3, 2)  # (T, 3 agents x 1 env, D=2: CartPole without velocities)
+    starts = torch.zeros(5, 3, dtype=torch.bool)
+    h0 = split.agent.initial_state(3)
+    logits, values = split.agent.unroll(obs, h0, starts)
+    l01, v01 = first.agent.unroll(obs[:, :2], first.agent.initial_state(2), starts[:, :2])
+    l2, v2 = second.agent.unroll(obs[:, 2:], second.agent.initial_state(1), starts[:, 2:])
+    torch.testing.assert_close(logits, torch.cat([l01, l2], dim=1))
+    torch.testing.assert_close(values, torch.cat([v01, v2], dim=1))
+
+
+def test_concat_agents_of_one_is_the_same_agent():
+    result = train_ppo(PPOConfig(total_steps=128, num_envs=4, eval_every=10**6, eval_episodes=1),
+                       [0], progress=False)  # fmt: skip
+    merged = concat_agents([result.agent])
+    for (name, p), q in zip(result.agent.state_dict().items(), merged.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
