@@ -9,12 +9,15 @@ import rldebug
 from rldebug.agents.dqn import (
     DQNConfig,
     StackedQNetwork,
+    _freeze_adam_slice,
     _stacked_loss,
     dqn_loss,
+    train,
     train_population,
 )
 from rldebug.nets import q_network
 from rldebug.replay import Transitions
+from rldebug.utils import set_seed
 
 rldebug.configure_torch(1)
 
@@ -105,3 +108,41 @@ def test_population_curves_and_determinism():
     assert rs[0].losses != rs[1].losses
     again = train_population(DQNConfig(**small), [3, 4])
     assert again[0].losses == rs[0].losses and again[1].eval_returns == rs[1].eval_returns
+
+
+def test_a_seed_that_stops_keeps_its_weights_while_the_others_learn():
+    nets = [q_network((4,), 2, (8,)) for _ in range(2)]
+    stacked = StackedQNetwork(nets)
+    opt = torch.optim.Adam(stacked.parameters(), lr=1e-2)
+    obs = torch.randn(2, 16, 4)
+    for _ in range(3):  # build up Adam's moments for both seeds
+        opt.zero_grad()
+        stacked(obs).pow(2).mean(dim=(1, 2)).sum().backward()
+        opt.step()
+    frozen = [p.detach().clone() for p in stacked.parameters()]
+    _freeze_adam_slice(opt, 0)
+    learning = torch.tensor([0.0, 1.0])
+    for _ in range(3):
+        opt.zero_grad()
+        (stacked(obs).pow(2).mean(dim=(1, 2)) * learning).sum().backward()
+        opt.step()
+    for before, p in zip(frozen, stacked.parameters()):
+        torch.testing.assert_close(p[0], before[0], rtol=0, atol=0)  # seed 0: not one bit
+    assert any(not torch.equal(p[1], b[1]) for b, p in zip(frozen, stacked.parameters()))
+
+
+@pytest.mark.parametrize("population", [True, False])
+def test_stop_when_solved_judges_training_episodes(population):
+    small = dict(total_steps=800, learning_starts=400, eval_every=0, final_eval_episodes=2,
+                 hidden=(16,), batch_size=16, stop_when_solved=0.0, solved_episodes=3)  # fmt: skip
+    cfg = DQNConfig(**small)
+    runs = train_population(cfg, [3, 4]) if population else [train(cfg, seed=3)]
+    for r in runs:
+        # three finished episodes (all >= 0) come long before learning starts: no update
+        assert r.stopped_at is not None and r.stopped_at < 400
+        set_seed(r.config.seed)
+        fresh = q_network((4,), 2, (16,))
+        for p, q in zip(r.q_net.parameters(), fresh.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="solved_episodes"):
+        DQNConfig(solved_episodes=0)
