@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["default_processes", "progress_bar", "run_parallel"]
+__all__ = ["default_processes", "progress_bar", "run_parallel", "split_seeds"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,16 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)
+
+
+def split_seeds(seeds: Sequence[int], groups: int) -> list[list[int]]:
+    """``seeds`` cut into ``groups`` runs of consecutive seeds, as even as possible
+    (fewer groups when there are fewer seeds): [0..9] in 2 -> [0..4], [5..9]."""
+    seeds = [int(s) for s in seeds]
+    groups = max(1, min(int(groups), len(seeds)))
+    size, extra = divmod(len(seeds), groups)
+    bounds = [k * size + min(k, extra) for k in range(groups + 1)]
+    return [seeds[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _run_job(slot: int) -> Any:

@@ -10,7 +10,7 @@ import torch
 
 from rldebug.agents.dqn import DQNConfig, train_population
 from rldebug.agents.ppo import PPOConfig, concat_agents, train_ppo
-from rldebug.parallel import progress_bar, run_parallel
+from rldebug.parallel import progress_bar, run_parallel, split_seeds
 
 
 def _fail():
@@ -31,6 +31,12 @@ def test_one_process_runs_here():
 def test_a_failing_job_raises_its_error():
     with pytest.raises(KeyError, match="planted failure"):
         run_parallel([lambda: 1, _fail], processes=2, progress=False)
+
+
+def test_split_seeds_cuts_consecutive_runs():
+    assert split_seeds(range(10), 2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert split_seeds([3, 4, 5, 6, 7], 2) == [[3, 4, 5], [6, 7]]
+    assert split_seeds([1, 2], 4) == [[1], [2]]
 
 
 def test_bad_arguments_are_named():

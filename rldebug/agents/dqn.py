@@ -30,7 +30,7 @@ from gymnasium.vector import VectorEnv
 from torch import nn
 
 from rldebug.nets import grad_norm, q_network
-from rldebug.parallel import progress_bar, run_parallel
+from rldebug.parallel import progress_bar, run_parallel, split_seeds
 from rldebug.replay import ReplayBuffer, Transitions, to_torch
 from rldebug.training import (
     EvalResult,
@@ -79,7 +79,6 @@ class DQNConfig:
     gamma: float = 0.99
     lr: float = 2.3e-3
     lr_end: float | None = 0.0  # linear decay to lr_end (None: constant)
-    lr_fraction: float = 1.0  # fraction of total_steps over which the learning rate decays
     batch_size: int = 64
     buffer_size: int = 50_000
     learning_starts: int = 1_000  # random-policy steps before the first update
@@ -109,8 +108,6 @@ class DQNConfig:
             raise ValueError("num_envs, batch_size and train_every must be >= 1")
         if self.solved_episodes < 1:
             raise ValueError(f"solved_episodes must be >= 1, got {self.solved_episodes}")
-        if not 0.0 < self.lr_fraction <= 1.0:
-            raise ValueError(f"lr_fraction must be in (0, 1], got {self.lr_fraction}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -288,11 +285,10 @@ def evaluate_q(
 
 
 def anneal_learning_rate(optimizer: torch.optim.Optimizer, cfg: DQNConfig, step: int) -> None:
-    """Set the learning rate for ``step``: constant, or linear to ``cfg.lr_end`` over the
-    first ``cfg.lr_fraction`` of training, then ``lr_end``."""
+    """Set the learning rate for ``step``: constant, or linear to ``cfg.lr_end``."""
     if cfg.lr_end is None:
         return
-    lr = linear_schedule(cfg.lr, cfg.lr_end, int(cfg.lr_fraction * cfg.total_steps), step)
+    lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.total_steps, step)
     for group in optimizer.param_groups:
         group["lr"] = lr
 
@@ -473,13 +469,6 @@ def _record_eval(result, q_net, eval_env, n_episodes, cfg, step) -> EvalResult:
     return evaluation
 
 
-def _train_one(config: DQNConfig, seed: int, progress: bool = False) -> DQNResult:
-    from rldebug.utils import configure_torch
-
-    configure_torch(1)
-    return train(config, seed=seed, progress=progress)
-
-
 def train_seeds(
     config: DQNConfig | None = None,
     seeds: Sequence[int] = range(10),
@@ -498,11 +487,11 @@ def train_seeds(
     cfg = replace(config or DQNConfig(), **overrides)
     seeds = [int(s) for s in seeds]
     if processes > 1:
-        jobs = [functools.partial(_train_one, cfg, s, progress) for s in seeds]
+        jobs = [functools.partial(train, cfg, seed=s, progress=progress) for s in seeds]
         return run_parallel(jobs, processes=processes, desc=desc, progress=progress)
     results = []
     for s in progress_bar(seeds, desc=desc, unit="seed", disable=not progress):
-        results.append(_train_one(cfg, s))
+        results.append(train(cfg, seed=s))
     return results
 
 
@@ -707,8 +696,10 @@ def train_population(
     cfg = replace(config or DQNConfig(), **overrides)
     seeds = [int(s) for s in seeds]
     if processes > 1 and len(seeds) > 1:
-        groups = [[int(s) for s in g] for g in np.array_split(seeds, min(processes, len(seeds)))]
-        jobs = [functools.partial(train_population, cfg, g, progress=progress) for g in groups]
+        jobs = [
+            functools.partial(train_population, cfg, group, progress=progress)
+            for group in split_seeds(seeds, processes)
+        ]
         start_time = time.perf_counter()
         parts = run_parallel(
             jobs, processes=processes, desc=f"DQN x {len(seeds)} seeds", progress=progress

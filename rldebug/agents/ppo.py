@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper
 
-from rldebug.parallel import progress_bar, run_parallel
+from rldebug.parallel import progress_bar, run_parallel, split_seeds
 from rldebug.training import evaluate
 
 __all__ = [
@@ -743,10 +743,9 @@ def train_ppo(
     """
     seeds = list(seeds)
     if processes > 1 and len(seeds) > 1:
-        groups = [[int(s) for s in g] for g in np.array_split(seeds, min(processes, len(seeds)))]
         jobs = [
-            functools.partial(train_ppo, cfg, g, progress=progress, eval_seed=eval_seed)
-            for g in groups
+            functools.partial(train_ppo, cfg, group, progress=progress, eval_seed=eval_seed)
+            for group in split_seeds(seeds, processes)
         ]
         started = time.perf_counter()
         parts = run_parallel(jobs, processes=processes, desc=f"PPO {cfg.env_id}", progress=progress)
