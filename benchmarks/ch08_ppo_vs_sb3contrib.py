@@ -2,8 +2,11 @@
 
 Both run on the same seeds with one torch thread; sb3-contrib uses RL-Zoo's tuned settings
 (8 envs, 100k steps, VecNormalize). Both are evaluated greedily on the same 20 episodes
-(seeds 10 000 ...) at the same steps (ours: ``PPOConfig().eval_every``). "Kept" means what
-``PPOResult.kept`` means: >= 475 at every evaluation in the last 20% of training.
+(seeds 10 000 ...) at the same steps: every ``EVAL_EVERY`` = 1,536 environment steps, a
+multiple of both rollouts (ours 16 x 32, sb3-contrib's 8 x 32), so neither is evaluated
+later than the other. "Kept" means what ``PPOResult.kept`` means: >= 475 at every evaluation
+in the last 20% of training. Ours trains as chapter 8 trains it (two processes of five
+seeds); sb3-contrib's runs go two at a time, one per core, so both use the two cores.
 Writes benchmarks/results/ch08_ppo_vs_sb3contrib.md. Needs the `bench` extra.
 
     python benchmarks/ch08_ppo_vs_sb3contrib.py --seeds 10
@@ -12,6 +15,7 @@ Writes benchmarks/results/ch08_ppo_vs_sb3contrib.md. Needs the `bench` extra.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -20,12 +24,14 @@ import numpy as np
 import rldebug
 import rldebug.plots
 from rldebug.agents import ppo
+from rldebug.parallel import run_parallel
 from rldebug.training import evaluate
 
 OUT = Path(__file__).resolve().parent / "results" / "ch08_ppo_vs_sb3contrib.md"
 
 
 EVAL_EPISODES = 20
+EVAL_EVERY = 1_536  # environment steps; divides by 512 (ours) and 256 (sb3-contrib)
 
 
 def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
@@ -83,8 +89,7 @@ def run_sb3(seed: int, steps: int, eval_every: int) -> dict:
 
     class Eval(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every < 8:  # 8 environment steps per call
-                # (one evaluation per multiple of eval_every, at most 7 steps after it)
+            if self.num_timesteps % eval_every == 0:  # 8 environment steps per call
                 train_s = time.perf_counter() - started - eval_seconds[0]
                 curve.append((self.num_timesteps, evaluate_sb3(), train_s))
             return True
@@ -104,14 +109,15 @@ def main() -> None:
     args = parser.parse_args()
     rldebug.configure_torch(1)
     seeds = list(range(args.seeds))
-    cfg = ppo.PPOConfig()
-    ours = ppo.train_ppo(cfg, seeds, progress=False)
+    cfg = ppo.PPOConfig(eval_every=EVAL_EVERY)
+    ours = ppo.train_ppo(cfg, seeds, processes=2, progress=False)
     ours_to, ours_kept = ours.steps_to(475), ours.kept(475)
     print(f"ours: {ours.seconds:.0f} s, steps to 475 {ours_to}, kept {ours_kept}", flush=True)
     alone = ppo.train_ppo(cfg, seeds[:1], progress=False).seconds  # no batching over seeds
+    jobs = [functools.partial(run_sb3, seed, args.sb3_steps, EVAL_EVERY) for seed in seeds]
+    runs = run_parallel(jobs, processes=2, desc="sb3-contrib", progress=False)
     rows, sb3_curves = [], []
-    for i, seed in enumerate(seeds):
-        sb3 = run_sb3(seed, args.sb3_steps, cfg.eval_every)
+    for i, (seed, sb3) in enumerate(zip(seeds, runs)):
         steps, rets, train_s = (np.array(col) for col in zip(*sb3["curve"]))
         sb3_curves.append((steps, rets))
         hit = np.flatnonzero(rets >= 475)
@@ -134,6 +140,10 @@ def main() -> None:
     plot_curves(ours, sb3_curves)
 
 
+def _inf(steps: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(steps), steps, np.inf)
+
+
 def _steps(v: float) -> str:
     return "never" if not np.isfinite(v) else f"{v:,.0f}"
 
@@ -142,7 +152,7 @@ def write_table(
     rows: list[dict], ours: ppo.PPOResult, alone: float, cfg: ppo.PPOConfig, sb3_steps: int
 ):
     n = len(rows)
-    ours_per_seed = ours.seconds / n
+    ours_per_seed = 2 * ours.seconds / n  # core-seconds: two cores for ours.seconds
     sb3_s = np.array([r["sb3_s"] for r in rows])
     ours_to = np.array([r["ours_to"] for r in rows])
     sb3_to = np.array([r["sb3_to"] for r in rows])
@@ -151,14 +161,16 @@ def write_table(
         "# Chapter 8: recurrent PPO vs sb3-contrib RecurrentPPO (CartPoleNoVel-v1)",
         "",
         f"Ours: `PPOConfig()` ({cfg.total_steps:,} steps per seed, {cfg.num_envs} envs, "
-        f"{cfg.num_minibatches} minibatches, GRU {cfg.hidden}); the {n} seeds train side by "
-        f"side in one process, {ours.seconds:.0f} s in all (evaluations included), so "
-        f"{ours_per_seed:.1f} s per seed (seed 0 trained alone: {alone:.0f} s). sb3-contrib {_version()}: RL-Zoo's tuned "
-        f"RecurrentPPO (8 envs, LSTM 64, {sb3_steps:,} steps), one run per seed; its seconds "
-        "count training only (its evaluations are subtracted). One torch thread, same machine.",
+        f"{cfg.num_minibatches} minibatches, GRU {cfg.hidden}); the {n} seeds train as chapter "
+        f"8 trains them, half of them side by side in each of two processes, {ours.seconds:.0f} s in "
+        f"all (evaluations included), so {ours_per_seed:.1f} core-seconds per seed (seed 0 "
+        f"trained alone, on one core: {alone:.0f} s). sb3-contrib {_version()}: RL-Zoo's tuned RecurrentPPO (8 envs, "
+        f"LSTM 64, {sb3_steps:,} steps), one run per seed, two runs at a time; its seconds "
+        "count training only (its evaluations are subtracted). One torch thread per process, "
+        "same machine, both cores busy.",
         "",
         f"Greedy evaluation for both: the same {EVAL_EPISODES} episodes (seeds 10 000 ...) every "
-        f"{cfg.eval_every:,} steps. Steps are environment steps of one seed. "
+        f"{EVAL_EVERY:,} steps. Steps are environment steps of one seed. "
         "Kept: >= 475 at every evaluation in the last 20% of training.",
         "",
         "| seed | ours: steps to 475 | ours: kept | ours: final "
@@ -176,9 +188,17 @@ def write_table(
         f"- Reached 475: ours {np.isfinite(ours_to).sum()}/{n}, "
         f"sb3-contrib {np.isfinite(sb3_to).sum()}/{n}. Kept to the end: ours "
         f"{sum(r['ours_kept'] for r in rows)}/{n}, sb3-contrib {sum(r['sb3_kept'] for r in rows)}/{n}.",
-        f"- Median steps to 475 (seeds that reached it): ours {np.nanmedian(ours_to):,.0f}, "
-        f"sb3-contrib {np.nanmedian(sb3_to):,.0f}.",
-        f"- Wall-clock per seed: ours {ours_per_seed:.1f} s for the whole run; sb3-contrib "
+        f"- Steps to 475 (seeds that reached it): median ours {np.nanmedian(ours_to):,.0f}, "
+        f"sb3-contrib {np.nanmedian(sb3_to):,.0f}; mean ours {np.nanmean(ours_to):,.0f}, "
+        f"sb3-contrib {np.nanmean(sb3_to):,.0f}; slowest ours {np.nanmax(ours_to):,.0f}, "
+        f"sb3-contrib {np.nanmax(sb3_to):,.0f}.",
+        f"- Seed by seed (never = infinitely many steps): ours first on "
+        f"{int(np.sum(_inf(ours_to) < _inf(sb3_to)))}, the same evaluation on "
+        f"{int(np.sum(_inf(ours_to) == _inf(sb3_to)))}, sb3-contrib first on "
+        f"{int(np.sum(_inf(ours_to) > _inf(sb3_to)))}.",
+        f"- All {n} seeds on the two cores: ours {ours.seconds:.0f} s, sb3-contrib "
+        f"{sb3_s.sum() / 2:.0f} s of training.",
+        f"- Core-seconds per seed: ours {ours_per_seed:.1f} s for the whole run; sb3-contrib "
         f"{sb3_s.mean():.0f} s for the whole run and {np.nanmedian(sb3_to_s):.0f} s (median) "
         f"to its first 475. Ours takes {ours_per_seed / sb3_s.mean():.2f}x sb3-contrib's "
         f"run time and {ours_per_seed / np.nanmedian(sb3_to_s):.2f}x its time to 475; "

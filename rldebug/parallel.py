@@ -21,9 +21,16 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["default_processes", "progress_bar", "run_parallel", "split_seeds"]
+__all__ = [
+    "BackgroundJob",
+    "default_processes",
+    "progress_bar",
+    "run_in_background",
+    "run_parallel",
+    "split_seeds",
+]
 
 T = TypeVar("T")
 
@@ -156,3 +163,71 @@ def run_parallel(
         bar.close()
         _JOBS.clear()
     return results
+
+
+class BackgroundJob(Generic[T]):
+    """A job started by :func:`run_in_background`; :meth:`result` waits for it."""
+
+    def __init__(self, job: Callable[[], T], desc: str):
+        if not callable(job):
+            raise TypeError("run_in_background expects a function of no arguments")
+        self.desc = desc
+        self._pool = None
+        self._value: Any = None
+        self._error: BaseException | None = None
+        if _WORKER or "fork" not in mp.get_all_start_methods():
+            try:  # no nested workers, no fork: run it now, here
+                self._value = job()
+            except Exception as error:  # raised again by result(), as a worker's would be
+                self._error = error
+            return
+        context = mp.get_context("fork")
+        self._fractions = context.Array("d", 1, lock=False)
+        _JOBS[:] = [job]
+        _WORKER["fractions"] = self._fractions  # inherited by the worker forked just below
+        try:
+            self._pool = context.Pool(1)
+        finally:
+            _WORKER.clear()  # the parent is not a worker
+            _JOBS.clear()  # the worker has its own copy
+        self._pending = self._pool.apply_async(_run_job, (0,))
+        self._pool.close()  # the worker exits once the job is done
+
+    def done(self) -> bool:
+        """True once the job has finished (or failed)."""
+        return self._pool is None or self._pending.ready()
+
+    def result(self, progress: bool = True) -> T:
+        """The job's return value, waiting for it under a progress bar if it is still running.
+        An exception in the job is raised here."""
+        if self._pool is not None:
+            from tqdm.auto import tqdm
+
+            with tqdm(total=1.0, desc=self.desc, disable=not progress,
+                      bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:  # fmt: skip
+                while not self._pending.ready():
+                    bar.n = round(self._fractions[0], 3)
+                    bar.refresh()
+                    time.sleep(0.2)
+                bar.n = 1.0
+            try:
+                self._value = self._pending.get()
+            except Exception as error:
+                self._error = error
+            self._pool.join()
+            self._pool = None
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def run_in_background(job: Callable[[], T], desc: str = "background job") -> BackgroundJob[T]:
+    """Start ``job`` (a function of no arguments) in one forked worker process and return at
+    once; ``.result()`` waits for its return value.
+
+    The notebook goes on in this process, on the first core, while the job uses the second.
+    The worker runs with one torch thread and reports its progress to the bar that
+    ``.result()`` draws. Where ``fork`` does not exist, or inside a worker, the job runs
+    right here, before this function returns.
+    """
+    return BackgroundJob(job, desc)

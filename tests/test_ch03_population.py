@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +57,23 @@ def test_stacked_forward_and_loss_match_the_single_networks():
         torch.testing.assert_close(losses[s], expected)
     with pytest.raises(ValueError, match="S=3"):
         stacked(torch.zeros(5, 4))
+
+
+def test_a_subset_of_seeds_runs_only_those_networks():
+    stacked, target = StackedQNetwork(_nets(3)), StackedQNetwork(_nets(3))
+    b = _stacked_batch()
+    full, _ = _stacked_loss(stacked, target, b, DQNConfig())
+    seeds = torch.tensor([0, 2])
+    part = Transitions(*(x[seeds] for x in b))  # (S, B, ...) -> (2, B, ...)
+    losses, parts = _stacked_loss(stacked, target, part, DQNConfig(), seeds)
+    torch.testing.assert_close(losses, full[seeds])
+    assert parts.q_values.shape == (2, 5, 2)
+    losses.sum().backward()
+    for p in stacked.parameters():
+        assert p.grad[1].abs().sum() == 0  # the left-out seed gets no gradient
+        assert p.grad[0].abs().sum() > 0 and p.grad[2].abs().sum() > 0
+    with pytest.raises(ValueError, match="S=2"):
+        stacked(b.obs, seeds)  # three seeds' observations for two networks
 
 
 def test_seed_i_loss_changes_only_seed_i_weights():
@@ -146,3 +164,19 @@ def test_stop_when_solved_judges_training_episodes(population):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
     with pytest.raises(ValueError, match="solved_episodes"):
         DQNConfig(solved_episodes=0)
+
+
+def test_a_seed_that_stops_mid_run_logs_nan_and_its_partner_keeps_learning():
+    # solved = one training episode of >= 15 steps: with updates from step 0, the seeds
+    # stop at different steps, each while the other may still be learning
+    cfg = DQNConfig(total_steps=600, learning_starts=0, eval_every=0, final_eval_episodes=2,
+                    hidden=(16,), batch_size=16, log_every=40, stop_when_solved=15.0,
+                    solved_episodes=1)  # fmt: skip
+    runs = train_population(cfg, [0, 1, 2, 3])
+    stops = [r.stopped_at for r in runs]
+    assert all(s is not None for s in stops) and len(set(stops)) > 1
+    for r in runs:
+        steps, losses = np.array(r.steps), np.array(r.losses)
+        # a logged point whose whole window came after the stop has no loss
+        assert np.isnan(losses[steps - cfg.log_every >= r.stopped_at]).all()
+        assert np.isfinite(losses[steps <= r.stopped_at]).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from rldebug.agents.dqn import DQNConfig, train_population
 from rldebug.agents.ppo import PPOConfig, concat_agents, train_ppo
-from rldebug.parallel import progress_bar, run_parallel, split_seeds
+from rldebug.parallel import progress_bar, run_in_background, run_parallel, split_seeds
 
 
 def _fail():
@@ -31,6 +32,36 @@ def test_one_process_runs_here():
 def test_a_failing_job_raises_its_error():
     with pytest.raises(KeyError, match="planted failure"):
         run_parallel([lambda: 1, _fail], processes=2, progress=False)
+
+
+def test_a_background_job_runs_in_another_process_while_this_one_goes_on():
+    job = run_in_background(lambda: (os.getpid(), time.sleep(0.5))[0], desc="sleeper")
+    assert not job.done()  # returned at once
+    assert job.result(progress=False) not in (None, os.getpid())
+    assert job.done() and job.result() == job.result()  # the value is kept
+
+
+def test_a_background_job_reports_progress_and_can_train():
+    cfg = DQNConfig(total_steps=300, learning_starts=100, eval_every=0, final_eval_episodes=2,
+                    hidden=(8,), batch_size=8)  # fmt: skip
+    job = run_in_background(lambda: train_population(cfg, [0], progress=True))
+    (result,) = job.result(progress=False)
+    (alone,) = train_population(cfg, [0])
+    assert result.final_return == alone.final_return
+
+
+def test_a_failing_background_job_raises_its_error():
+    job = run_in_background(_fail)
+    with pytest.raises(KeyError, match="planted failure"):
+        job.result(progress=False)
+    with pytest.raises(TypeError, match="no arguments"):
+        run_in_background(42)
+
+
+def test_inside_a_worker_a_background_job_runs_at_once():
+    (pid,) = run_parallel([lambda: run_in_background(os.getpid).result(), lambda: 0],
+                          processes=2, progress=False)[:1]  # fmt: skip
+    assert pid != os.getpid()
 
 
 def test_split_seeds_cuts_consecutive_runs():

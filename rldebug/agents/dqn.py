@@ -411,9 +411,10 @@ def train(
                 )
                 optimizer.zero_grad()
                 loss.backward()
-                norm = grad_norm(q_net)  # before clipping: what the dashboard shows
-                if cfg.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(q_net.parameters(), cfg.max_grad_norm)
+                if cfg.max_grad_norm is not None:  # returns the norm before clipping
+                    norm = float(nn.utils.clip_grad_norm_(q_net.parameters(), cfg.max_grad_norm))
+                else:
+                    norm = grad_norm(q_net)  # what the dashboard shows
                 optimizer.step()
                 n_updates += 1
                 if n_updates % cfg.target_update_every == 0:
@@ -536,16 +537,19 @@ class StackedQNetwork(nn.Module):
     def num_seeds(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.ndim < 3 or obs.shape[0] != self.num_seeds:
-            raise ValueError(
-                f"expected observations (S={self.num_seeds}, B, ...), got {tuple(obs.shape)}"
-            )
+    def forward(self, obs: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``seeds`` (a LongTensor of seed indices) runs only those networks: ``obs`` is then
+        ``(len(seeds), B, ...)``, and the other seeds' slices get no gradient."""
+        weights, biases = list(self.weights), list(self.biases)
+        if seeds is not None:  # (S, ...) -> (S', ...): the networks still learning
+            weights, biases = [w[seeds] for w in weights], [b[seeds] for b in biases]
+        n = weights[0].shape[0]
+        if obs.ndim < 3 or obs.shape[0] != n:
+            raise ValueError(f"expected observations (S={n}, B, ...), got {tuple(obs.shape)}")
         x = obs.flatten(start_dim=2)  # (S, B, *obs_shape) -> (S, B, in)
-        last = len(self.weights) - 1
-        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for k, (w, b) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(b, x, w)  # (S, B, in) @ (S, in, out) + (S, 1, out)
-            if k < last:
+            if k < len(weights) - 1:
                 x = torch.relu(x)
         return x  # (S, B, A)
 
@@ -574,8 +578,14 @@ class StackedQNetwork(nn.Module):
         return net
 
 
-def _stacked_loss(q_net, target_net, batch: Transitions, cfg: DQNConfig):
-    """Per-seed DQN losses of a stacked batch (every field has a leading ``(S, B)``)."""
+def _stacked_loss(q_net, target_net, batch: Transitions, cfg: DQNConfig, seeds=None):
+    """Per-seed DQN losses of a stacked batch (every field has a leading ``(S, B)``).
+
+    ``seeds`` (indices): only those seeds' networks run, on a batch of ``(len(seeds), B)``.
+    """
+    if seeds is not None:
+        q_net = functools.partial(q_net, seeds=seeds)
+        target_net = functools.partial(target_net, seeds=seeds)
     q_values = q_net(batch.obs)  # (S, B, A)
     q_sa = q_values.gather(2, batch.actions.unsqueeze(2)).squeeze(2)  # (S, B, 1) -> (S, B)
     targets = td_targets(
@@ -626,15 +636,22 @@ class _StackedReplay:
         """``(S, B)`` transitions, each seed's drawn uniformly with replacement from its own."""
         n_seeds = len(self.size)
         idx = (rng.random((n_seeds, batch_size)) * self.size[:, None]).astype(np.int64)  # (S, B)
-        s = np.arange(n_seeds)[:, None]  # (S, 1) broadcasts against (S, B)
+        # row (s, i) of an (S, capacity, ...) array is row s * capacity + i of its flat view;
+        # np.take on that is several times faster than the fancy index arr[s, idx]
+        flat = (np.arange(n_seeds)[:, None] * self.capacity + idx).reshape(-1)  # (S * B,)
+
+        def take(arr: np.ndarray) -> np.ndarray:
+            rows = arr.reshape(n_seeds * self.capacity, *arr.shape[2:])
+            return np.take(rows, flat, axis=0).reshape(n_seeds, batch_size, *arr.shape[2:])
+
         return to_torch(
             Transitions(
-                obs=self.obs[s, idx],
-                actions=self.actions[s, idx],
-                rewards=self.rewards[s, idx],
-                next_obs=self.next_obs[s, idx],
-                terminated=self.terminated[s, idx],
-                truncated=self.truncated[s, idx],
+                obs=take(self.obs),
+                actions=take(self.actions),
+                rewards=take(self.rewards),
+                next_obs=take(self.next_obs),
+                terminated=take(self.terminated),
+                truncated=take(self.truncated),
             )
         )
 
@@ -815,12 +832,16 @@ def train_population(
         if step_after >= cfg.learning_starts and learning.any():
             anneal_learning_rate(optimizer, cfg, step_after)
             due = step_after // cfg.train_every - step // cfg.train_every
+            # Seeds that stopped are left out of the forward and backward passes: their
+            # slices get a zero gradient, and with Adam's moments zeroed, a zero step.
+            active = None if learning.all() else torch.as_tensor(np.flatnonzero(learning))
             for _ in range(due):
-                batch = buffer.sample(cfg.batch_size, rng)  # (S, B, ...)
-                losses, parts = _stacked_loss(q_net, target_net, batch, cfg)  # (S,)
+                batch = buffer.sample(cfg.batch_size, rng)  # (S, B, ...), every seed draws
+                if active is not None:
+                    batch = Transitions(*(x[active] for x in batch))  # (S, B, ...) -> (S', B, ...)
+                losses, parts = _stacked_loss(q_net, target_net, batch, cfg, active)  # (S',)
                 optimizer.zero_grad()
-                # slice s of each grad = d loss_s / d theta_s; 0 for a seed that stopped
-                (losses * torch.as_tensor(learning, dtype=losses.dtype)).sum().backward()
+                losses.sum().backward()  # slice s of each grad = d loss_s / d theta_s
                 if cfg.max_grad_norm is not None:
                     norms = q_net.clip_grad_norm_(cfg.max_grad_norm)
                 else:
@@ -830,17 +851,20 @@ def train_population(
                 if n_updates % cfg.target_update_every == 0:
                     update_target(target_net, q_net, cfg.tau)
                     n_target_updates += 1
-                with torch.no_grad():
-                    window["loss"].append(losses.detach())
-                    window["max_q"].append(parts.q_values.max(dim=2).values.mean(dim=1))
-                    window["td"].append((parts.targets - parts.q_sa).abs().mean(dim=1))
-                    window["grad"].append(norms)
+                with torch.no_grad():  # a seed that stopped logs nan
+                    window["loss"].append(_spread(losses.detach(), active, n_seeds))
+                    max_q = parts.q_values.max(dim=2).values.mean(dim=1)
+                    window["max_q"].append(_spread(max_q, active, n_seeds))
+                    td = (parts.targets - parts.q_sa).abs().mean(dim=1)
+                    window["td"].append(_spread(td, active, n_seeds))
+                    grad = norms if active is None else norms[active]  # (S,) -> (S',)
+                    window["grad"].append(_spread(grad, active, n_seeds))
 
         # 4. log and evaluate
         is_last = iteration == n_iterations - 1
         if step_after // cfg.log_every > step // cfg.log_every or is_last:
             means = {
-                k: torch.stack(v).mean(dim=0).numpy() if v else np.full(n_seeds, np.nan)
+                k: torch.stack(v).nanmean(dim=0).numpy() if v else np.full(n_seeds, np.nan)
                 for k, v in window.items()
             }
             for v in window.values():
@@ -876,6 +900,15 @@ def train_population(
         bar.set_postfix(final_at_least_475=f"{kept}/{n_seeds}")
         bar.close()
     return results
+
+
+def _spread(values: torch.Tensor, seeds: torch.Tensor | None, n_seeds: int) -> torch.Tensor:
+    """(S',) values of the seeds ``seeds`` -> (S,), nan for the others."""
+    if seeds is None:
+        return values
+    full = torch.full((n_seeds,), float("nan"), dtype=values.dtype)
+    full[seeds] = values
+    return full
 
 
 def _solved(episode_returns: list[float], cfg: DQNConfig) -> bool:
