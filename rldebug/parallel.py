@@ -27,6 +27,7 @@ __all__ = [
     "BackgroundJob",
     "default_processes",
     "progress_bar",
+    "queue_in_background",
     "run_in_background",
     "run_parallel",
     "split_seeds",
@@ -110,6 +111,52 @@ def _run_job(slot: int) -> Any:
     return result
 
 
+def _can_fork() -> bool:
+    """Workers can be started here: ``fork`` exists and this is not a worker already."""
+    return not _WORKER and "fork" in mp.get_all_start_methods()
+
+
+class _Forked:
+    """Jobs started at once in ``processes`` forked workers; :meth:`wait` collects them."""
+
+    def __init__(self, jobs: Sequence[Callable[[], Any]], processes: int):
+        context = mp.get_context("fork")
+        self.fractions = context.Array("d", len(jobs), lock=False)  # each job's share done
+        _JOBS[:] = jobs
+        _WORKER["fractions"] = self.fractions  # inherited by the workers forked just below
+        try:
+            self.pool = context.Pool(min(processes, len(jobs)))
+        finally:
+            _WORKER.clear()  # the parent is not a worker
+            _JOBS.clear()  # each worker has its own copy
+        self.pending = [self.pool.apply_async(_run_job, (slot,)) for slot in range(len(jobs))]
+        self.pool.close()  # the workers exit once the jobs are done
+
+    def ready(self, slots: Sequence[int] | None = None) -> bool:
+        slots = range(len(self.pending)) if slots is None else slots
+        return all(self.pending[k].ready() for k in slots)
+
+    def wait(self, bar, slots: Sequence[int] | None = None) -> list[Any]:
+        """The results of ``slots`` (default: every job) in order, redrawing ``bar`` (a tqdm
+        of total ``len(slots)``) meanwhile. An exception in a job is raised here, with the
+        worker's traceback attached."""
+        slots = range(len(self.pending)) if slots is None else slots
+        try:
+            while not self.ready(slots):
+                bar.n = round(sum(self.fractions[k] for k in slots), 2)
+                bar.refresh()
+                time.sleep(0.2)
+            results = [self.pending[k].get() for k in slots]
+        except BaseException:
+            self.pool.terminate()  # interrupted, or a job failed: stop the others
+            raise
+        if self.ready():
+            self.pool.join()  # every job is done: the workers have exited
+        bar.n = len(slots)
+        bar.refresh()
+        return results
+
+
 def run_parallel(
     jobs: Sequence[Callable[[], T]],
     *,
@@ -130,104 +177,73 @@ def run_parallel(
     processes = default_processes() if processes is None else int(processes)
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    if _WORKER or processes == 1 or len(jobs) <= 1 or "fork" not in mp.get_all_start_methods():
+    if processes == 1 or len(jobs) <= 1 or not _can_fork():
         return [job() for job in jobs]  # no nested pools; each job draws its own bar
 
     from tqdm.auto import tqdm
 
-    context = mp.get_context("fork")
-    fractions = context.Array("d", len(jobs), lock=False)
-    _JOBS[:] = jobs
-    bar = tqdm(
-        total=len(jobs),
-        desc=desc,
-        disable=not progress,
-        bar_format="{l_bar}{bar}| {n:.2f}/{total} jobs [{elapsed}<{remaining}]",
-    )
-    try:
-        _WORKER["fractions"] = fractions  # inherited by the workers forked just below
-        try:
-            pool = context.Pool(min(processes, len(jobs)))
-        finally:
-            _WORKER.clear()  # the parent is not a worker
-        with pool:
-            pending = [pool.apply_async(_run_job, (slot,)) for slot in range(len(jobs))]
-            while not all(p.ready() for p in pending):
-                time.sleep(0.2)
-                bar.n = round(sum(fractions), 2)
-                bar.refresh()
-            results = [p.get() for p in pending]  # re-raises a job's exception
-        bar.n = len(jobs)
-        bar.refresh()
-    finally:
-        bar.close()
-        _JOBS.clear()
-    return results
+    bar_format = "{l_bar}{bar}| {n:.2f}/{total} jobs [{elapsed}<{remaining}]"
+    with tqdm(total=len(jobs), desc=desc, disable=not progress, bar_format=bar_format) as bar:
+        return _Forked(jobs, processes).wait(bar)
 
 
 class BackgroundJob(Generic[T]):
     """A job started by :func:`run_in_background`; :meth:`result` waits for it."""
 
-    def __init__(self, job: Callable[[], T], desc: str):
-        if not callable(job):
-            raise TypeError("run_in_background expects a function of no arguments")
+    def __init__(self, desc: str, forked: _Forked | None = None, slot: int = 0):
         self.desc = desc
-        self._pool = None
+        self._forked, self._slot = forked, slot
         self._value: Any = None
         self._error: BaseException | None = None
-        if _WORKER or "fork" not in mp.get_all_start_methods():
-            try:  # no nested workers, no fork: run it now, here
-                self._value = job()
-            except Exception as error:  # raised again by result(), as a worker's would be
-                self._error = error
-            return
-        context = mp.get_context("fork")
-        self._fractions = context.Array("d", 1, lock=False)
-        _JOBS[:] = [job]
-        _WORKER["fractions"] = self._fractions  # inherited by the worker forked just below
-        try:
-            self._pool = context.Pool(1)
-        finally:
-            _WORKER.clear()  # the parent is not a worker
-            _JOBS.clear()  # the worker has its own copy
-        self._pending = self._pool.apply_async(_run_job, (0,))
-        self._pool.close()  # the worker exits once the job is done
+
+    def _run_here(self, job: Callable[[], T]) -> BackgroundJob[T]:
+        try:  # no fork, or already a worker
+            self._value = job()
+        except Exception as error:  # raised by result(), as a worker's would be
+            self._error = error
+        return self
 
     def done(self) -> bool:
         """True once the job has finished (or failed)."""
-        return self._pool is None or self._pending.ready()
+        return self._forked is None or self._forked.ready([self._slot])
 
     def result(self, progress: bool = True) -> T:
         """The job's return value, waiting for it under a progress bar if it is still running.
         An exception in the job is raised here."""
-        if self._pool is not None:
+        if self._forked is not None:
             from tqdm.auto import tqdm
 
-            with tqdm(total=1.0, desc=self.desc, disable=not progress,
-                      bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:  # fmt: skip
-                while not self._pending.ready():
-                    bar.n = round(self._fractions[0], 3)
-                    bar.refresh()
-                    time.sleep(0.2)
-                bar.n = 1.0
-            try:
-                self._value = self._pending.get()
-            except Exception as error:
-                self._error = error
-            self._pool.join()
-            self._pool = None
+            bar_format = "{l_bar}{bar}| [{elapsed}<{remaining}]"
+            with tqdm(total=1, desc=self.desc, disable=not progress, bar_format=bar_format) as bar:
+                try:
+                    (self._value,) = self._forked.wait(bar, [self._slot])
+                except BaseException as error:  # kept: the job is over either way
+                    self._error = error
+            self._forked = None
         if self._error is not None:
             raise self._error
         return self._value
 
 
-def run_in_background(job: Callable[[], T], desc: str = "background job") -> BackgroundJob[T]:
-    """Start ``job`` (a function of no arguments) in one forked worker process and return at
-    once; ``.result()`` waits for its return value.
+def queue_in_background(jobs: dict[str, Callable[[], Any]]) -> dict[str, BackgroundJob]:
+    """Start one forked worker process that runs ``jobs`` (name: function of no arguments)
+    one after the other, in order, and return at once: one :class:`BackgroundJob` per name,
+    whose ``.result()`` waits for that job only.
 
-    The notebook goes on in this process, on the first core, while the job uses the second.
-    The worker runs with one torch thread and reports its progress to the bar that
-    ``.result()`` draws. Where ``fork`` does not exist, or inside a worker, the job runs
+    The notebook goes on in this process, on the first core, while the jobs use the second.
+    The worker runs with one torch thread and reports each job's progress to the bar that
+    its ``.result()`` draws. Where ``fork`` does not exist, or inside a worker, the jobs run
     right here, before this function returns.
     """
-    return BackgroundJob(job, desc)
+    if not all(callable(job) for job in jobs.values()):
+        raise TypeError("run_in_background expects functions of no arguments")
+    if not _can_fork():
+        return {name: BackgroundJob(name)._run_here(job) for name, job in jobs.items()}
+    forked = _Forked(list(jobs.values()), processes=1)
+    return {name: BackgroundJob(name, forked, slot) for slot, name in enumerate(jobs)}
+
+
+def run_in_background(job: Callable[[], T], desc: str = "background job") -> BackgroundJob[T]:
+    """Start ``job`` (a function of no arguments) in one forked worker process and return at
+    once; ``.result()`` waits for its return value (see :func:`queue_in_background`)."""
+    return queue_in_background({desc: job})[desc]

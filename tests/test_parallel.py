@@ -11,7 +11,13 @@ import torch
 
 from rldebug.agents.dqn import DQNConfig, train_population
 from rldebug.agents.ppo import PPOConfig, concat_agents, train_ppo
-from rldebug.parallel import progress_bar, run_in_background, run_parallel, split_seeds
+from rldebug.parallel import (
+    progress_bar,
+    queue_in_background,
+    run_in_background,
+    run_parallel,
+    split_seeds,
+)
 
 
 def _fail():
@@ -39,6 +45,15 @@ def test_a_background_job_runs_in_another_process_while_this_one_goes_on():
     assert not job.done()  # returned at once
     assert job.result(progress=False) not in (None, os.getpid())
     assert job.done() and job.result() == job.result()  # the value is kept
+
+
+def test_queued_jobs_run_in_order_in_one_worker_and_come_back_one_by_one():
+    jobs = queue_in_background(
+        {"first": os.getpid, "second": lambda: (time.sleep(1.0), os.getpid())[1]}
+    )
+    first = jobs["first"].result(progress=False)
+    assert not jobs["second"].done()  # the first came back before the second ended
+    assert jobs["second"].result(progress=False) == first != os.getpid()  # same worker
 
 
 def test_a_background_job_reports_progress_and_can_train():
