@@ -134,17 +134,16 @@ def main() -> None:
     for i, (seed, sb3) in enumerate(zip(seeds, runs)):
         steps, rets, train_s = (np.array(col) for col in zip(*sb3["curve"]))
         sb3_curves.append((steps, rets))
-        hit = np.flatnonzero(rets >= 475)
-        late = steps >= 0.8 * steps[-1]
+        sb3_to = ppo.first_reached(steps, rets[:, None], 475)[0]  # one seed: (E,) -> (E, 1)
         rows.append(
             dict(
                 seed=seed,
                 ours_to=ours_to[i],
                 ours_kept=bool(ours_kept[i]),
                 ours_final=ours.eval_returns[-1, i],
-                sb3_to=steps[hit[0]] if len(hit) else np.nan,
-                sb3_to_s=train_s[hit[0]] if len(hit) else np.nan,
-                sb3_kept=bool((rets[late] >= 475).all()),
+                sb3_to=sb3_to,
+                sb3_to_s=train_s[steps == sb3_to][0] if np.isfinite(sb3_to) else np.nan,
+                sb3_kept=bool(ppo.kept_to_end(steps, rets[:, None], 475)[0]),
                 sb3_final=rets[-1],
                 sb3_s=sb3["seconds"],
             )
@@ -168,10 +167,9 @@ def compare_steps_to_475(n: int, sb3_steps: int) -> None:
     sb3_to = []
     for run in runs:
         steps, rets, _ = (np.array(col) for col in zip(*run["curve"]))
-        hit = np.flatnonzero(rets >= 475)
-        sb3_to.append(steps[hit[0]] if len(hit) else np.nan)
+        sb3_to.append(ppo.first_reached(steps, rets[:, None], 475)[0])  # (E,) -> (E, 1)
     ours_to, sb3_to = np.array(ours_to, dtype=float), np.array(sb3_to, dtype=float)
-    write_reach_table(ours_to, np.array(ours_kept), sb3_to, sb3_steps)
+    write_reach_table(ours_to, np.array(ours_kept), sb3_to, cfg, sb3_steps)
 
 
 def _bootstrap(ours: np.ndarray, sb3: np.ndarray, stat, rng, draws: int = 10_000):
@@ -188,7 +186,13 @@ def _sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
 
 
-def write_reach_table(ours_to, ours_kept, sb3_to, sb3_steps: int) -> None:
+def _seed_by_seed(ours_to: np.ndarray, sb3_to: np.ndarray) -> tuple[int, int, int]:
+    """Seeds where ours reached 475 first, at the same evaluation, later (never = last)."""
+    ours, sb3 = _inf(ours_to), _inf(sb3_to)
+    return int(np.sum(ours < sb3)), int(np.sum(ours == sb3)), int(np.sum(ours > sb3))
+
+
+def write_reach_table(ours_to, ours_kept, sb3_to, cfg: ppo.PPOConfig, sb3_steps: int) -> None:
     n = len(ours_to)
     both = np.isfinite(ours_to) & np.isfinite(sb3_to)
     o, s = ours_to[np.isfinite(ours_to)], sb3_to[np.isfinite(sb3_to)]
@@ -197,13 +201,12 @@ def write_reach_table(ours_to, ours_kept, sb3_to, sb3_steps: int) -> None:
     rng = np.random.default_rng(0)
     median_ci = _bootstrap(o, s, np.median, rng)
     mean_ci = _bootstrap(o, s, np.mean, rng)
-    first = int(np.sum(_inf(ours_to) < _inf(sb3_to)))
-    later = int(np.sum(_inf(ours_to) > _inf(sb3_to)))
+    first, same, later = _seed_by_seed(ours_to, sb3_to)
     q = lambda x, p: f"{np.percentile(x, p):,.0f}"  # noqa: E731
     lines = [
         "# Chapter 8: steps to a first 475 on CartPoleNoVel-v1, ours vs sb3-contrib",
         "",
-        f"Seeds 0-{n - 1}. Ours: `PPOConfig()` ({ppo.PPOConfig().total_steps:,} steps), trained "
+        f"Seeds 0-{n - 1}. Ours: `PPOConfig()` ({cfg.total_steps:,} steps), trained "
         "in blocks of ten seeds as chapter 8 trains them. sb3-contrib "
         f"{_version()}: RL-Zoo's tuned RecurrentPPO, stopped at its first evaluation >= 475 "
         f"(at most {sb3_steps:,} steps), so this table says nothing about keeping 475: "
@@ -224,7 +227,7 @@ def write_reach_table(ours_to, ours_kept, sb3_to, sb3_steps: int) -> None:
         f"{np.median(o) - np.median(s):+,.0f} steps [{median_ci[0]:+,.0f}, {median_ci[1]:+,.0f}], "
         f"mean {np.mean(o) - np.mean(s):+,.0f} [{mean_ci[0]:+,.0f}, {mean_ci[1]:+,.0f}].",
         f"- Seed by seed (never = infinitely many steps): ours first on {first}, the same "
-        f"evaluation on {n - first - later}, sb3-contrib first on {later} (sign test, ties "
+        f"evaluation on {same}, sb3-contrib first on {later} (sign test, ties "
         f"left out: p = {_sign_test(first, later):.2f}). Both reached 475 on {both.sum()} seeds.",
         f"- Ours kept 475 to the end on {int(ours_kept.sum())}/{n} seeds.",
         "",
@@ -258,6 +261,7 @@ def write_table(
     ours_to = np.array([r["ours_to"] for r in rows])
     sb3_to = np.array([r["sb3_to"] for r in rows])
     sb3_to_s = np.array([r["sb3_to_s"] for r in rows])
+    first, same, later = _seed_by_seed(ours_to, sb3_to)
     lines = [
         "# Chapter 8: recurrent PPO vs sb3-contrib RecurrentPPO (CartPoleNoVel-v1)",
         "",
@@ -293,10 +297,8 @@ def write_table(
         f"sb3-contrib {np.nanmedian(sb3_to):,.0f}; mean ours {np.nanmean(ours_to):,.0f}, "
         f"sb3-contrib {np.nanmean(sb3_to):,.0f}; slowest ours {np.nanmax(ours_to):,.0f}, "
         f"sb3-contrib {np.nanmax(sb3_to):,.0f}.",
-        f"- Seed by seed (never = infinitely many steps): ours first on "
-        f"{int(np.sum(_inf(ours_to) < _inf(sb3_to)))}, the same evaluation on "
-        f"{int(np.sum(_inf(ours_to) == _inf(sb3_to)))}, sb3-contrib first on "
-        f"{int(np.sum(_inf(ours_to) > _inf(sb3_to)))}.",
+        f"- Seed by seed (never = infinitely many steps): ours first on {first}, the same "
+        f"evaluation on {same}, sb3-contrib first on {later}.",
         f"- All {n} seeds on the two cores: ours {ours.seconds:.0f} s, sb3-contrib "
         f"{sb3_s.sum() / 2:.0f} s of training.",
         f"- Core-seconds per seed: ours {ours_per_seed:.1f} s for the whole run; sb3-contrib "

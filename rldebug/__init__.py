@@ -11,7 +11,7 @@ Floors (lower floors never import higher ones):
 * top: ``checkers`` (one module per chapter) and the benchmarks.
 """
 
-from rldebug.utils import configure_torch, in_colab, set_seed
+from rldebug.utils import configure_torch, in_colab, set_seed, show_benchmark
 
 __version__ = "0.1.0"
-__all__ = ["configure_torch", "in_colab", "set_seed", "__version__"]
+__all__ = ["configure_torch", "in_colab", "set_seed", "show_benchmark", "__version__"]

@@ -236,7 +236,7 @@ def queue_in_background(jobs: dict[str, Callable[[], Any]]) -> dict[str, Backgro
     right here, before this function returns.
     """
     if not all(callable(job) for job in jobs.values()):
-        raise TypeError("run_in_background expects functions of no arguments")
+        raise TypeError("queue_in_background expects functions of no arguments")
     if not _can_fork():
         return {name: BackgroundJob(name)._run_here(job) for name, job in jobs.items()}
     forked = _Forked(list(jobs.values()), processes=1)

@@ -42,3 +42,20 @@ def configure_torch(threads: int = 1) -> None:
 def in_colab() -> bool:
     """True when running inside Google Colab."""
     return "google.colab" in sys.modules
+
+
+def show_benchmark(name: str, results: str = "../benchmarks/results") -> None:
+    """Display the benchmark table ``results/name`` (Markdown) in a notebook.
+
+    The tables are written by the scripts in ``benchmarks/`` of the book's repository; where
+    the file is missing (in Colab, say), a line names the script that writes it.
+    """
+    from pathlib import Path
+
+    from IPython.display import Markdown, display
+
+    table = Path(results) / name
+    if table.exists():
+        display(Markdown(table.read_text()))
+    else:
+        display(Markdown(f"(`{table}` is missing: the scripts in `benchmarks/` write it)"))

@@ -31,3 +31,23 @@ def test_bootstrap_interval_covers_a_known_shift_and_not_zero():
 def test_inf_makes_never_the_slowest():
     steps = bench._inf(np.array([1_536.0, np.nan]))
     assert steps[0] < steps[1] == np.inf
+
+
+def test_seed_by_seed_counts_never_as_last():
+    ours = np.array([1_536.0, 3_072.0, np.nan, np.nan, 4_608.0])
+    sb3 = np.array([3_072.0, 3_072.0, 1_536.0, np.nan, np.nan])
+    assert bench._seed_by_seed(ours, sb3) == (2, 2, 1)  # never vs never is the same
+
+
+def test_show_benchmark_displays_the_table_or_names_what_is_missing(tmp_path, monkeypatch):
+    import IPython.display
+
+    import rldebug
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    (tmp_path / "t.md").write_text("| a |\n|---|\n| 1 |\n")
+    rldebug.show_benchmark("t.md", results=str(tmp_path))
+    rldebug.show_benchmark("gone.md", results=str(tmp_path))
+    assert shown[0].data == "| a |\n|---|\n| 1 |\n"
+    assert "gone.md" in shown[1].data and "is missing" in shown[1].data

@@ -15,7 +15,9 @@ from rldebug.agents.ppo import (
     PPOConfig,
     PPOResult,
     collect_rollout,
+    first_reached,
     gae,
+    kept_to_end,
     make_vector_env,
     sequence_minibatches,
     train_ppo,
@@ -80,6 +82,15 @@ def test_kept_means_every_late_evaluation():
     result = PPOResult(None, cfg, [0, 1, 2], steps, ret, [], np.zeros(0), np.zeros(0), 0.0)
     assert result.kept(475).tolist() == [True, False, True]
     assert result.steps_to(475).tolist() == [5000, 5000, 5000]
+
+
+def test_reached_and_kept_work_on_any_curve_lists_included():
+    # the benchmark applies them to sb3-contrib's curves: plain lists, one seed, or never
+    steps, curve = [1536, 3072, 4608, 6144], [[100.0], [480.0], [470.0], [500.0]]
+    assert first_reached(steps, curve, 475).tolist() == [3072]
+    assert kept_to_end(steps, curve, 475).tolist() == [True]  # the last 20%: 6144 alone
+    assert kept_to_end(steps, curve, 475, last_fraction=0.3).tolist() == [False]  # 470 at 4608
+    assert np.isnan(first_reached(steps, [[1.0]] * 4, 475)).all()
 
 
 def test_gae_terminated_truncated_and_reset_step():

@@ -851,14 +851,15 @@ def train_population(
                 if n_updates % cfg.target_update_every == 0:
                     update_target(target_net, q_net, cfg.tau)
                     n_target_updates += 1
-                with torch.no_grad():  # a seed that stopped logs nan
-                    window["loss"].append(_spread(losses.detach(), active, n_seeds))
-                    max_q = parts.q_values.max(dim=2).values.mean(dim=1)
-                    window["max_q"].append(_spread(max_q, active, n_seeds))
-                    td = (parts.targets - parts.q_sa).abs().mean(dim=1)
-                    window["td"].append(_spread(td, active, n_seeds))
-                    grad = norms if active is None else norms[active]  # (S,) -> (S',)
-                    window["grad"].append(_spread(grad, active, n_seeds))
+                with torch.no_grad():  # each (S',), spread to (S,): a seed that stopped logs nan
+                    logged = {
+                        "loss": losses.detach(),
+                        "max_q": parts.q_values.max(dim=2).values.mean(dim=1),
+                        "td": (parts.targets - parts.q_sa).abs().mean(dim=1),
+                        "grad": norms if active is None else norms[active],  # norms are (S,)
+                    }
+                    for key, values in logged.items():
+                        window[key].append(_spread(values, active, n_seeds))
 
         # 4. log and evaluate
         is_last = iteration == n_iterations - 1

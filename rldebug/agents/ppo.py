@@ -56,7 +56,9 @@ __all__ = [
     "concat_agents",
     "concat_results",
     "evaluate_greedy",
+    "first_reached",
     "gae",
+    "kept_to_end",
     "make_vector_env",
     "ppo_loss",
     "sequence_minibatches",
@@ -677,15 +679,30 @@ class PPOResult:
 
     def steps_to(self, threshold: float) -> np.ndarray:
         """First evaluation step at which each agent reached ``threshold`` (nan if never)."""
-        hit = self.eval_returns >= threshold
-        first = np.where(hit.any(0), hit.argmax(0), -1)
-        return np.where(first >= 0, self.eval_steps[np.maximum(first, 0)], np.nan)
+        return first_reached(self.eval_steps, self.eval_returns, threshold)
 
     def kept(self, threshold: float, last_fraction: float = 0.2) -> np.ndarray:
-        """(S,) bool: the greedy return is >= ``threshold`` at *every* evaluation in the last
-        ``last_fraction`` of training, the final evaluation included."""
-        late = self.eval_steps >= (1.0 - last_fraction) * self.eval_steps[-1]
-        return (self.eval_returns[late] >= threshold).all(0)
+        """(S,) bool: see :func:`kept_to_end`."""
+        return kept_to_end(self.eval_steps, self.eval_returns, threshold, last_fraction)
+
+
+def first_reached(eval_steps: np.ndarray, eval_returns: np.ndarray, threshold: float) -> np.ndarray:
+    """(S,) first step of ``eval_steps`` (E,) at which each column of ``eval_returns`` (E, S)
+    reached ``threshold``; nan where it never did. Works on any agent's evaluation curve."""
+    eval_steps, eval_returns = np.asarray(eval_steps), np.asarray(eval_returns)
+    hit = eval_returns >= threshold  # (E, S)
+    first = np.where(hit.any(0), hit.argmax(0), -1)
+    return np.where(first >= 0, eval_steps[np.maximum(first, 0)], np.nan)
+
+
+def kept_to_end(
+    eval_steps: np.ndarray, eval_returns: np.ndarray, threshold: float, last_fraction: float = 0.2
+) -> np.ndarray:
+    """(S,) bool: the return (E, S) is >= ``threshold`` at *every* evaluation in the last
+    ``last_fraction`` of training, the final evaluation included."""
+    eval_steps, eval_returns = np.asarray(eval_steps), np.asarray(eval_returns)
+    late = eval_steps >= (1.0 - last_fraction) * eval_steps[-1]
+    return (eval_returns[late] >= threshold).all(0)
 
 
 def concat_agents(agents: Sequence[ActorCritic]) -> ActorCritic:
