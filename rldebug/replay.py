@@ -8,13 +8,13 @@ look like a draw from the whole recent past, and reuses every transition many ti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["Transitions", "ReplayBuffer", "sample_from_rollout", "to_torch"]
+__all__ = ["NStepWindow", "Transitions", "ReplayBuffer", "sample_from_rollout", "to_torch"]
 
 
 class Transitions(NamedTuple):
@@ -137,6 +137,91 @@ class ReplayBuffer:
             terminated=self.terminated[idx],
             truncated=self.truncated[idx],
         )
+
+
+class NStepWindow:
+    """Turns the one-step transitions of a batch of sub-environments into n-step ones.
+
+    The transition from ``s_t`` is stored once ``s_{t+n}`` is known, with the reward
+    ``r_t + gamma r_{t+1} + ... + gamma^(n-1) r_{t+n-1}`` and ``next_obs = s_{t+n}``; its
+    TD target bootstraps with ``gamma ** n``. A reward reaches the state ``n`` steps before
+    it in one update instead of ``n``, so values spread back through an episode faster.
+
+    When an episode ends inside a window:
+
+    * **terminated**: the shorter windows that are left are stored too, as terminated. Their
+      target has no bootstrap term, so the missing ``gamma ** k`` does not matter.
+    * **truncated**: a window of ``k < n`` steps would need ``gamma ** k`` in its target, not
+      ``gamma ** n``. It is dropped, not stored with the wrong discount: at most ``n - 1``
+      transitions per truncated episode, the last ones before the time limit.
+
+    ``batch_shape`` is the shape of the env axes: ``(N,)`` for a vector env, ``(S, N)`` for
+    a population. With ``n = 1`` every transition passes through unchanged.
+    """
+
+    def __init__(self, n: int, gamma: float, batch_shape: Sequence[int], obs_shape: Sequence[int]):
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n, self.gamma = int(n), float(gamma)
+        shape = tuple(int(s) for s in batch_shape)
+        self.slot_axis = len(shape)  # the window's axis, right after the env axes
+        self.obs = np.zeros((*shape, self.n, *obs_shape), dtype=np.float32)  # (..., n, *obs)
+        self.actions = np.zeros((*shape, self.n), dtype=np.int64)  # (..., n)
+        self.rewards = np.zeros((*shape, self.n))  # (..., n)
+        self.length = np.zeros(shape, dtype=np.int64)  # (...,) steps in each env's window
+
+    def _return_from(self, j: int) -> np.ndarray:
+        """(...,) discounted sum of the window's rewards from slot ``j`` to its end."""
+        k = np.arange(self.n)
+        inside = (k >= j) & (k < self.length[..., None])  # (..., n)
+        discount = self.gamma ** np.maximum(k - j, 0)  # (n,)
+        return (self.rewards * discount * inside).sum(axis=-1)
+
+    def push(
+        self, keep, obs, actions, rewards, next_obs, terminated, truncated
+    ) -> Iterator[tuple[np.ndarray, Transitions]]:
+        """Add one step of every env (the ones with ``keep`` False are skipped); yield
+        ``(stored, transitions)`` pairs: store the rows of ``transitions`` where ``stored``
+        is True. Every array has the leading ``batch_shape``."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != self.length.shape:
+            raise ValueError(f"keep must have shape {self.length.shape}, got {keep.shape}")
+        if self.n == 1:  # nothing to accumulate
+            yield keep, Transitions(obs, actions, rewards, next_obs, terminated, truncated)
+            return
+        rows = np.nonzero(keep)
+        slot = self.length[rows]
+        self.obs[(*rows, slot)] = np.asarray(obs)[rows]
+        self.actions[(*rows, slot)] = np.asarray(actions)[rows]
+        self.rewards[(*rows, slot)] = np.asarray(rewards)[rows]
+        self.length[rows] += 1
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        ended = (terminated | truncated) & keep
+        full = (self.length == self.n) & keep
+        not_ended = np.zeros_like(terminated, dtype=np.float32)
+
+        # a full window that did not end here: its oldest step becomes an n-step transition
+        running = full & ~ended
+        if running.any():
+            yield running, Transitions(
+                np.take(self.obs, 0, axis=self.slot_axis), self.actions[..., 0], self._return_from(0), next_obs,
+                not_ended, not_ended,
+            )  # fmt: skip
+            for window in (self.obs, self.actions, self.rewards):
+                window[running] = np.roll(window[running], -1, axis=1)  # drop the oldest
+            self.length[running] -= 1
+
+        # an episode ended: flush its window (a truncated one keeps only the full window)
+        if ended.any():
+            for j in range(self.n):
+                flush = ended & (self.length > j) & (terminated | (full & (j == 0)))
+                if flush.any():
+                    yield flush, Transitions(
+                        np.take(self.obs, j, axis=self.slot_axis), self.actions[..., j], self._return_from(j),
+                        next_obs, terminated.astype(np.float32), truncated.astype(np.float32),
+                    )  # fmt: skip
+            self.length[ended] = 0
 
 
 def sample_from_rollout(obs, actions, rewards, terminated, truncated, batch_size, rng):

@@ -9,6 +9,9 @@ importable on their own so the chapters can test and reuse them:
 * :func:`dqn_loss`: Huber (or squared) error between ``Q(s, a)`` and the target;
 * :func:`update_target`: hard copy (``tau = 1``) or Polyak averaging (``tau < 1``).
 
+With ``n_step > 1``, :class:`rldebug.replay.NStepWindow` turns the env's steps into n-step
+transitions before they are stored, and the target bootstraps with ``gamma ** n_step``.
+
 Works on a single gymnasium env or a :class:`gymnasium.vector.VectorEnv` with NEXT_STEP
 autoreset (gymnasium's default): the step that crosses an autoreset is not stored.
 """
@@ -31,7 +34,7 @@ from torch import nn
 
 from rldebug.nets import grad_norm, q_network
 from rldebug.parallel import progress_bar, run_parallel, split_seeds
-from rldebug.replay import ReplayBuffer, Transitions, to_torch
+from rldebug.replay import NStepWindow, ReplayBuffer, Transitions, to_torch
 from rldebug.training import (
     EvalResult,
     as_vector_env,
@@ -66,7 +69,7 @@ class DQNConfig:
     The defaults are close to the RL-Zoo recipe for CartPole-v1, in 30k steps: a wide net, a
     high learning rate decaying linearly to 0 (so that a solved policy stays solved), one
     update per 2 steps, a hard target copy every 64 updates, Huber loss, Double DQN.
-    Chapter 3 proves ``DQNConfig(**CARTPOLE_RECIPE)``, which changes four of them.
+    Chapter 3 proves ``DQNConfig(**CARTPOLE_RECIPE)``, which changes five of them.
     """
 
     env_id: str = "CartPole-v1"
@@ -77,6 +80,7 @@ class DQNConfig:
     seed: int = 0
     hidden: Sequence[int] = (256, 256)
     gamma: float = 0.99
+    n_step: int = 1  # rewards summed per stored transition; its target bootstraps with gamma**n
     lr: float = 2.3e-3
     lr_end: float | None = 0.0  # linear decay to lr_end (None: constant)
     batch_size: int = 64
@@ -112,15 +116,18 @@ class DQNConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
         if self.target_update_every < 1:
             raise ValueError(f"target_update_every must be >= 1, got {self.target_update_every}")
 
 
 # Chapter 3's CartPole-v1 recipe: the defaults with these changes (each one measured over
-# many seeds, see the chapter): a narrower net, larger batches, a faster epsilon decay, and
-# no more updates once the training episodes show the task solved.
+# many seeds, see the chapter and benchmarks/ch03_recipe.py): a narrower net, larger
+# batches, a faster epsilon decay, three-step returns, and no more updates once the
+# training episodes show the task solved.
 CARTPOLE_RECIPE: dict[str, Any] = dict(
-    hidden=(128, 128), batch_size=128, eps_fraction=0.1, stop_when_solved=475.0
+    hidden=(128, 128), batch_size=128, eps_fraction=0.1, n_step=3, stop_when_solved=475.0
 )
 
 
@@ -334,6 +341,7 @@ def train(
     target_net.requires_grad_(False)  # only ever changed by update_target
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = ReplayBuffer(cfg.buffer_size, obs_shape, seed=cfg.seed)
+    n_step = NStepWindow(cfg.n_step, cfg.gamma, (n_envs,), obs_shape)  # n = 1: a pass-through
     result = DQNResult(config=cfg, q_net=q_net)
 
     # --- bookkeeping -------------------------------------------------------------------
@@ -365,15 +373,17 @@ def train(
         # 2. store: skip the steps that cross an autoreset (their next_obs is a new
         # episode's first observation, their reward 0); with NEXT_STEP autoreset the
         # next_obs of a terminated or truncated step is the episode's true last one.
+        # With n_step > 1 the window holds each step until the n after it are known.
         keep = ~crossing  # (N,)
-        buffer.add(
-            obs[keep],
-            actions[keep],
-            rewards[keep],
-            next_obs[keep],
-            terminated[keep],
-            truncated[keep],
-        )
+        for stored, t in n_step.push(keep, obs, actions, rewards, next_obs, terminated, truncated):
+            buffer.add(
+                t.obs[stored],
+                t.actions[stored],
+                t.rewards[stored],
+                t.next_obs[stored],
+                t.terminated[stored],
+                t.truncated[stored],
+            )
         ep_return += rewards * keep
         ep_disc += (cfg.gamma**ep_len) * rewards * keep
         ep_len += keep
@@ -402,7 +412,7 @@ def train(
                     q_net,
                     target_net,
                     batch,
-                    cfg.gamma,
+                    cfg.gamma**cfg.n_step,  # an n-step transition bootstraps n steps ahead
                     double=cfg.double,
                     huber=cfg.huber,
                     huber_delta=cfg.huber_delta,
@@ -592,7 +602,7 @@ def _stacked_loss(q_net, target_net, batch: Transitions, cfg: DQNConfig, seeds=N
         q_net,
         target_net,
         batch,
-        cfg.gamma,
+        cfg.gamma**cfg.n_step,
         double=cfg.double,
         bootstrap_on_truncation=cfg.bootstrap_on_truncation,
     )  # (S, B), no gradient
@@ -768,6 +778,7 @@ def train_population(
     except (RuntimeError, TypeError):
         optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = _StackedReplay(n_seeds, cfg.buffer_size, obs_shape)
+    n_step = NStepWindow(cfg.n_step, cfg.gamma, (n_seeds, n_envs), obs_shape)
     results = [DQNResult(config=replace(cfg, seed=s), q_net=net) for s, net in zip(seeds, nets)]
 
     # --- bookkeeping, all (S, N) ------------------------------------------------------
@@ -808,7 +819,8 @@ def train_population(
 
         # 2. store, skipping the steps that cross an autoreset
         keep = ~crossing  # (S, N)
-        buffer.add(keep, obs, actions, rewards, next_obs, terminated, truncated)
+        for stored, t in n_step.push(keep, obs, actions, rewards, next_obs, terminated, truncated):
+            buffer.add(stored, *t)
         ep_return += rewards * keep
         ep_disc += (cfg.gamma**ep_len) * rewards * keep
         ep_len += keep
