@@ -341,7 +341,8 @@ def train(
     target_net.requires_grad_(False)  # only ever changed by update_target
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = ReplayBuffer(cfg.buffer_size, obs_shape, seed=cfg.seed)
-    n_step = NStepWindow(cfg.n_step, cfg.gamma, (n_envs,), obs_shape)  # n = 1: a pass-through
+    # holds each env's last n_step steps until they make an n-step transition (n = 1: none)
+    n_step_window = NStepWindow(cfg.n_step, cfg.gamma, (n_envs,), obs_shape)
     result = DQNResult(config=cfg, q_net=q_net)
 
     # --- bookkeeping -------------------------------------------------------------------
@@ -375,7 +376,8 @@ def train(
         # next_obs of a terminated or truncated step is the episode's true last one.
         # With n_step > 1 the window holds each step until the n after it are known.
         keep = ~crossing  # (N,)
-        for stored, t in n_step.push(keep, obs, actions, rewards, next_obs, terminated, truncated):
+        ready = n_step_window.push(keep, obs, actions, rewards, next_obs, terminated, truncated)
+        for stored, t in ready:
             buffer.add(
                 t.obs[stored],
                 t.actions[stored],
@@ -778,7 +780,7 @@ def train_population(
     except (RuntimeError, TypeError):
         optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = _StackedReplay(n_seeds, cfg.buffer_size, obs_shape)
-    n_step = NStepWindow(cfg.n_step, cfg.gamma, (n_seeds, n_envs), obs_shape)
+    n_step_window = NStepWindow(cfg.n_step, cfg.gamma, (n_seeds, n_envs), obs_shape)
     results = [DQNResult(config=replace(cfg, seed=s), q_net=net) for s, net in zip(seeds, nets)]
 
     # --- bookkeeping, all (S, N) ------------------------------------------------------
@@ -819,7 +821,8 @@ def train_population(
 
         # 2. store, skipping the steps that cross an autoreset
         keep = ~crossing  # (S, N)
-        for stored, t in n_step.push(keep, obs, actions, rewards, next_obs, terminated, truncated):
+        ready = n_step_window.push(keep, obs, actions, rewards, next_obs, terminated, truncated)
+        for stored, t in ready:
             buffer.add(stored, *t)
         ep_return += rewards * keep
         ep_disc += (cfg.gamma**ep_len) * rewards * keep
