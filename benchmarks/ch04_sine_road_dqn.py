@@ -36,6 +36,7 @@ CONFIG = dqn.DQNConfig(
     hidden=(128, 128),
     gamma=0.8,
     lr=5e-3,
+    lr_end=None,  # a constant learning rate, as in the chapter
     batch_size=128,
     buffer_size=20_000,
     learning_starts=1_000,

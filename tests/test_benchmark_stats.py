@@ -1,12 +1,17 @@
-"""The statistics the chapter 8 benchmark prints (the script itself needs the bench extra)."""
+"""The benchmark scripts: the statistics the chapter 8 benchmark prints (the script itself
+needs the bench extra), and the configurations the benchmarks train."""
 
+import ast
+import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ch08_ppo_vs_sb3contrib.py"
+ROOT = Path(__file__).resolve().parents[1]
+_PATH = ROOT / "benchmarks" / "ch08_ppo_vs_sb3contrib.py"
 _spec = importlib.util.spec_from_file_location("ch08_bench", _PATH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
@@ -51,3 +56,36 @@ def test_show_benchmark_displays_the_table_or_names_what_is_missing(tmp_path, mo
     rldebug.show_benchmark("gone.md", results=str(tmp_path))
     assert shown[0].data == "| a |\n|---|\n| 1 |\n"
     assert "gone.md" in shown[1].data and "is missing" in shown[1].data
+
+
+def _notebook_assignment(notebook: str, name: str, namespace: dict):
+    """Run the statement ``name = ...`` of a solution notebook; return the value."""
+    nb = json.loads((ROOT / "solutions" / notebook).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.parse("".join(cell["source"])).body:
+            targets = getattr(node, "targets", [])
+            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in targets] == [name]:
+                exec(ast.unparse(node), namespace)
+                return namespace[name]
+    raise AssertionError(f"{notebook} has no statement {name} = ...")
+
+
+def test_the_chapter_4_benchmark_trains_the_chapter_s_configuration():
+    from rldebug.agents import dqn
+
+    spec = importlib.util.spec_from_file_location(
+        "ch04_bench", ROOT / "benchmarks" / "ch04_sine_road_dqn.py"
+    )
+    ch04_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ch04_bench)
+    chapter = _notebook_assignment("ch04_sine_road.ipynb", "CONFIG", {"dqn": dqn})
+    logging_only = {"log_every", "eval_every", "eval_episodes"}  # they change no update
+    differ = {
+        f.name
+        for f in dataclasses.fields(chapter)
+        if f.name not in logging_only
+        and getattr(chapter, f.name) != getattr(ch04_bench.CONFIG, f.name)
+    }
+    assert not differ, f"benchmarks/ch04_sine_road_dqn.py trains another configuration: {differ}"

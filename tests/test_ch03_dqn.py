@@ -161,3 +161,29 @@ def test_dashboard_static_and_live():
     live = Dashboard(every=1)
     live(r)  # outside Jupyter: draws without displaying
     assert live.axes.flat[0].lines
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_the_agent_does_not_draw_the_env_s_random_numbers(population, monkeypatch):
+    """env 0 is reset with the run's seed (gymnasium: a generator of SeedSequence(seed)); the
+    agent's generator, the one that samples the replay, must be another stream."""
+    import rldebug.agents.dqn as dqn
+
+    generators = []
+    buffer_class = dqn._StackedReplay if population else dqn.ReplayBuffer
+    original = buffer_class.sample
+
+    def spy(self, batch_size, rng=None):
+        generators.append(rng)
+        return original(self, batch_size, rng)
+
+    monkeypatch.setattr(buffer_class, "sample", spy)
+    cfg = DQNConfig(**{**SMALL, "seed": 5, "total_steps": 120, "learning_starts": 40})
+    if population:
+        dqn.train_population(cfg, [5])
+        env_seed = int(np.random.SeedSequence([5]).generate_state(1)[0])  # envs.reset(seed=...)
+    else:
+        train(cfg)
+        env_seed = 5
+    seq = generators[0].bit_generator.seed_seq
+    assert (seq.entropy, seq.spawn_key) != (env_seed, ())

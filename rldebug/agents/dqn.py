@@ -320,7 +320,9 @@ def train(
     cfg = replace(config or DQNConfig(), **overrides)
     start_time = time.perf_counter()
     set_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    # The agent's generator must not be the env's: envs.reset(seed=cfg.seed) seeds env 0's
+    # generator from cfg.seed, and default_rng(cfg.seed) would replay the very same numbers.
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
 
     # --- environments ------------------------------------------------------------------
     if env is None:
