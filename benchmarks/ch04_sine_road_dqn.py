@@ -29,25 +29,7 @@ from rldebug.agents import dqn
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: The notebook's configuration (solutions/ch04_sine_road.ipynb, section 5).
-CONFIG = dqn.DQNConfig(
-    env_id="SineRoad-v0",
-    num_envs=8,
-    total_steps=10_000,
-    hidden=(128, 128),
-    gamma=0.8,
-    lr=5e-3,
-    lr_end=None,  # a constant learning rate, as in the chapter
-    batch_size=128,
-    buffer_size=20_000,
-    learning_starts=1_000,
-    train_every=4,
-    target_update_every=100,
-    eps_fraction=0.3,
-    eps_end=0.02,
-    log_every=1_000,
-    eval_every=0,
-    final_eval_episodes=20,
-)
+CONFIG = dqn.DQNConfig(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=0)
 
 ENV_IDS = ("SineRoad-v0", "SineRoadPartial-v0", "SineRoadFlicker-v0")
 

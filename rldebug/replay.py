@@ -164,18 +164,20 @@ class NStepWindow:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n, self.gamma = int(n), float(gamma)
         shape = tuple(int(s) for s in batch_shape)
-        self.slot_axis = len(shape)  # the window's axis, right after the env axes
         self.obs = np.zeros((*shape, self.n, *obs_shape), dtype=np.float32)  # (..., n, *obs)
         self.actions = np.zeros((*shape, self.n), dtype=np.int64)  # (..., n)
         self.rewards = np.zeros((*shape, self.n))  # (..., n)
         self.length = np.zeros(shape, dtype=np.int64)  # (...,) steps in each env's window
 
-    def _return_from(self, j: int) -> np.ndarray:
-        """(...,) discounted sum of the window's rewards from slot ``j`` to its end."""
+    def _from_slot(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every env's observation and action at slot ``j`` of its window, and the discounted
+        sum of its rewards from there to the window's end: each with the env axes in front."""
         k = np.arange(self.n)
         inside = (k >= j) & (k < self.length[..., None])  # (..., n)
         discount = self.gamma ** np.maximum(k - j, 0)  # (n,)
-        return (self.rewards * discount * inside).sum(axis=-1)
+        rewards = (self.rewards * discount * inside).sum(axis=-1)  # (..., n) -> (...,)
+        obs = np.take(self.obs, j, axis=self.length.ndim)  # (..., n, *obs) -> (..., *obs)
+        return obs, self.actions[..., j], rewards
 
     def push(
         self, keep, obs, actions, rewards, next_obs, terminated, truncated
@@ -204,23 +206,18 @@ class NStepWindow:
         # a full window that did not end here: its oldest step becomes an n-step transition
         running = full & ~ended
         if running.any():
-            yield running, Transitions(
-                np.take(self.obs, 0, axis=self.slot_axis), self.actions[..., 0], self._return_from(0), next_obs,
-                not_ended, not_ended,
-            )  # fmt: skip
+            yield running, Transitions(*self._from_slot(0), next_obs, not_ended, not_ended)
             for window in (self.obs, self.actions, self.rewards):
                 window[running] = np.roll(window[running], -1, axis=1)  # drop the oldest
             self.length[running] -= 1
 
         # an episode ended: flush its window (a truncated one keeps only the full window)
         if ended.any():
+            ended_as = terminated.astype(np.float32), truncated.astype(np.float32)
             for j in range(self.n):
                 flush = ended & (self.length > j) & (terminated | (full & (j == 0)))
                 if flush.any():
-                    yield flush, Transitions(
-                        np.take(self.obs, j, axis=self.slot_axis), self.actions[..., j], self._return_from(j),
-                        next_obs, terminated.astype(np.float32), truncated.astype(np.float32),
-                    )  # fmt: skip
+                    yield flush, Transitions(*self._from_slot(j), next_obs, *ended_as)
             self.length[ended] = 0
 
 

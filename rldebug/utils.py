@@ -24,6 +24,17 @@ def set_seed(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
+def agent_rng(seed: int | list[int]) -> np.random.Generator:
+    """A generator for an agent's own draws (exploration, replay sampling) of the run ``seed``.
+
+    gymnasium seeds an env reset with ``seed`` from ``SeedSequence(seed)``, exactly as
+    ``np.random.default_rng(seed)`` seeds itself: an agent seeded that way draws the very
+    numbers the env drew for its start states. This is a child of that sequence instead,
+    as reproducible and independent of the env.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
 def configure_torch(threads: int = 1) -> None:
     """Use few intra-op threads.
 

@@ -14,39 +14,28 @@ rldebug.configure_torch(1)
 
 
 def _episodes(rng, batch_shape, n_steps):
-    """Random steps of fake envs with NEXT_STEP autoreset: (keep, obs, a, r, next, term, trunc)."""
+    """Random steps of fake envs with NEXT_STEP autoreset: (keep, obs, a, r, next, term, trunc).
+
+    An observation is a unique id, 1000 * env + t, so the next observation is obs + 1.
+    """
+    env_ids = 1000.0 * np.arange(np.prod(batch_shape)).reshape(*batch_shape, 1)  # (..., 1)
     crossing = np.zeros(batch_shape, dtype=bool)
-    counter = np.zeros(batch_shape)
     steps = []
-    for _ in range(n_steps):
-        obs = counter[..., None].copy()  # (..., 1): a unique id per env step
-        counter += 1
+    for t in range(n_steps):
         ends = rng.random(batch_shape) < 0.2
         terminated = ends & (rng.random(batch_shape) < 0.5)
-        truncated = ends & ~terminated
-        step = (
-            ~crossing,
-            obs + 1000 * np.arange(np.prod(batch_shape)).reshape(*batch_shape, 1),
-            rng.integers(0, 2, batch_shape),
-            rng.normal(size=batch_shape),
-            None,
-            terminated,
-            truncated,
-        )
-        steps.append(step)
-        crossing = terminated | truncated
-    out = []
-    for i, (keep, obs, actions, rewards, _, terminated, truncated) in enumerate(steps):
-        next_obs = steps[i + 1][1] if i + 1 < len(steps) else obs + 1  # the ids of the next step
-        out.append((keep, obs, actions, rewards, next_obs, terminated, truncated))
-    return out
+        actions, rewards = rng.integers(0, 2, batch_shape), rng.normal(size=batch_shape)
+        obs = env_ids + t
+        steps.append((~crossing, obs, actions, rewards, obs + 1, terminated, ends & ~terminated))
+        crossing = ends
+    return steps
 
 
 def _reference(steps, n, gamma):
     """Brute force: split each env's kept steps into episodes and build every n-step window."""
     n_envs = steps[0][0].size
-    flat = [tuple(np.asarray(x).reshape(n_envs, -1).squeeze(-1) if np.ndim(x) == np.ndim(s[0])
-                  else np.asarray(x).reshape(n_envs, -1) for x in s) for s in steps]  # fmt: skip
+    # every array (..., *rest) -> (n_envs, *rest)
+    flat = [tuple(np.reshape(x, (n_envs, *np.shape(x)[np.ndim(s[0]) :])) for x in s) for s in steps]
     expected = []
     for e in range(n_envs):
         episode = []

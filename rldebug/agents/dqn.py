@@ -43,10 +43,11 @@ from rldebug.training import (
     linear_schedule,
     make_vec_env,
 )
-from rldebug.utils import set_seed
+from rldebug.utils import agent_rng, set_seed
 
 __all__ = [
     "CARTPOLE_RECIPE",
+    "SINE_ROAD_RECIPE",
     "DQNConfig",
     "DQNResult",
     "LossParts",
@@ -128,6 +129,27 @@ class DQNConfig:
 # training episodes show the task solved.
 CARTPOLE_RECIPE: dict[str, Any] = dict(
     hidden=(128, 128), batch_size=128, eps_fraction=0.1, n_step=3, stop_when_solved=475.0
+)
+
+
+# Chapter 4's sine-road configuration, shared with benchmarks/ch04_sine_road_dqn.py so
+# that the chapter and its benchmark train the same agent (only logging may differ).
+SINE_ROAD_RECIPE: dict[str, Any] = dict(
+    env_id="SineRoad-v0",
+    num_envs=8,
+    total_steps=10_000,
+    hidden=(128, 128),
+    gamma=0.8,  # a step's reward matters for about 1 / (1 - gamma) = 5 steps
+    lr=5e-3,
+    lr_end=None,  # a constant learning rate
+    batch_size=128,
+    buffer_size=20_000,
+    learning_starts=1_000,
+    train_every=4,
+    target_update_every=100,
+    eps_fraction=0.3,
+    eps_end=0.02,
+    final_eval_episodes=20,
 )
 
 
@@ -320,9 +342,7 @@ def train(
     cfg = replace(config or DQNConfig(), **overrides)
     start_time = time.perf_counter()
     set_seed(cfg.seed)
-    # The agent's generator must not be the env's: envs.reset(seed=cfg.seed) seeds env 0's
-    # generator from cfg.seed, and default_rng(cfg.seed) would replay the very same numbers.
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+    rng = agent_rng(cfg.seed)  # not default_rng(cfg.seed): that is env 0's stream
 
     # --- environments ------------------------------------------------------------------
     if env is None:
@@ -748,9 +768,7 @@ def train_population(
     seed_seq = np.random.SeedSequence(seeds)
     master = int(seed_seq.generate_state(1)[0])  # one seed for all
     set_seed(master)
-    # The agent's generator must not be the env's: envs.reset(seed=master) seeds the env's
-    # generator from master, and default_rng(master) would replay the very same numbers.
-    rng = np.random.default_rng(seed_seq.spawn(1)[0])
+    rng = agent_rng(seeds)  # not default_rng(master): that is the envs' stream
 
     # --- environments: seed s steps sub-envs [s * N, (s + 1) * N) --------------------
     envs = make_vec_env(
