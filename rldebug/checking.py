@@ -6,6 +6,15 @@ with a message that names the likely bug in plain words. Known bugs are recognis
 running *planted* buggy versions on the same case: when the reader's answer equals a
 planted bug's answer, the message names that bug.
 
+Besides the values, a check looks at two things a value cannot show:
+
+* side effects: every argument is compared before and after the reader's call, and an
+  argument changed in place is named (the caller still needs it);
+* gradients (``check_gradients=True``): where the answer feeds a backward pass, the
+  gradients it sends to the differentiable inputs (``grad_inputs``) and to the parameters
+  of every network among the arguments must equal the reference's. A detached answer,
+  or one assembled from ``.item()``, has the right numbers and no gradient.
+
 Every exercise is an :class:`Exercise`. ``tests/test_checkers.py`` proves, for each one,
 that its checker accepts the reference, rejects the blank stub and rejects every
 planted bug by name.
@@ -27,7 +36,10 @@ __all__ = [
     "compare_outputs",
     "describe",
     "not_implemented_stub",
+    "type_phrase",
 ]
+
+_DETACHED = "(.item(), float(...), .detach(), .numpy() or torch.no_grad())"
 
 
 class CheckFailed(Exception):
@@ -48,11 +60,19 @@ def not_implemented_stub(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError()
 
 
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "detach") and hasattr(value, "cpu")  # a torch.Tensor
+
+
+def _is_named_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(value, "_fields")
+
+
 def _to_comparable(value: Any) -> Any:
     """Torch tensors become numpy arrays; containers are converted element-wise."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor
+    if _is_tensor(value):
         return value.detach().cpu().numpy()
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+    if _is_named_tuple(value):
         return type(value)(*(_to_comparable(v) for v in value))
     if isinstance(value, (list, tuple)):
         return type(value)(_to_comparable(v) for v in value)
@@ -61,8 +81,17 @@ def _to_comparable(value: Any) -> Any:
     return value
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__module__.split(".")[0] + "." + type(value).__name__
+def type_phrase(value: Any) -> str:
+    """ "an int", "a float", "a numpy.ndarray", "a torch.Tensor": the type with its article."""
+    module = type(value).__module__.split(".")[0]
+    name = type(value).__name__ if module == "builtins" else f"{module}.{type(value).__name__}"
+    return ("an " if name[0].lower() in "aeiou" else "a ") + name
+
+
+def _plain_number_note(got: Any) -> str:
+    if isinstance(got, (float, int, np.floating, np.integer)) and not isinstance(got, bool):
+        return " (a plain number carries no gradient: build the result from tensor operations)"
+    return ""
 
 
 def compare_outputs(
@@ -70,12 +99,13 @@ def compare_outputs(
 ) -> str | None:
     """Return ``None`` when ``got`` matches ``expected``, else a sentence saying how not."""
     if got is None and expected is not None:
-        return f"your {where} is None: did the function forget to `return` its result?"
-    expected_is_tensor = hasattr(expected, "detach") and hasattr(expected, "cpu")
-    got_is_tensor = hasattr(got, "detach") and hasattr(got, "cpu")
-    if expected_is_tensor and not got_is_tensor:
-        return f"your {where} is a {_type_name(got)}; a torch.Tensor was expected"
-    if isinstance(expected, tuple) and hasattr(expected, "_fields"):
+        return f"got None for your {where}: did the function forget to `return` its result?"
+    if _is_tensor(expected) and not _is_tensor(got):
+        return (
+            f"your {where} is {type_phrase(got)}; a torch.Tensor was expected"
+            + _plain_number_note(got)
+        )
+    if _is_named_tuple(expected):
         if not (isinstance(got, tuple) and len(got) == len(expected)):
             return (
                 f"your {where} should be a {type(expected).__name__} with fields {expected._fields}"
@@ -98,11 +128,11 @@ def compare_outputs(
     try:
         got_a = np.asarray(got_c, dtype=np.float64)
     except (TypeError, ValueError):
-        return f"your {where} is a {_type_name(got)}, which cannot be read as numbers"
+        return f"your {where} is {type_phrase(got)}, which cannot be read as numbers"
     exp_a = np.asarray(exp_c, dtype=np.float64)
     if got_a.shape != exp_a.shape:
         return (
-            f"your {where} has shape {tuple(got_a.shape)}, the reference has shape "
+            f"the shape of your {where} is {tuple(got_a.shape)}, the reference's is "
             f"{tuple(exp_a.shape)}"
         )
     if not np.allclose(got_a, exp_a, rtol=rtol, atol=atol, equal_nan=True):
@@ -111,31 +141,185 @@ def compare_outputs(
         diff = np.where(np.isnan(got_a) != np.isnan(exp_a), np.inf, np.nan_to_num(diff))
         worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
         return (
-            f"your {where} differs from the reference by up to {float(np.max(diff)):.4g}"
+            f"the values of your {where} are off by up to {float(np.max(diff)):.4g}"
             + (f" (at index {tuple(int(i) for i in worst)}: " if diff.ndim else " (")
             + f"yours {float(got_a[worst]):.6g}, reference {float(exp_a[worst]):.6g})"
         )
     return None
 
 
-def describe(case: Mapping[str, Any], limit: int = 400) -> str:
+def _short(value: Any) -> str:
+    """One argument, as a reader wants to see it in a message: shapes, not raw tensors."""
+    if _is_tensor(value):
+        if value.ndim == 0:
+            return f"tensor({float(value):.4g})"
+        return f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if _is_named_tuple(value):
+        fields = ", ".join(f"{k} {_short(v)}" for k, v in zip(value._fields, value))
+        return f"{type(value).__name__}({fields})"
+    if hasattr(value, "parameters"):  # a torch module: its one-line repr, or its class
+        text = repr(value)
+        return text if "\n" not in text and len(text) < 60 else f"<{type(value).__name__}>"
+    shown = np.asarray(value) if isinstance(value, (list, np.ndarray)) else None
+    if shown is not None and shown.dtype != object:
+        if shown.ndim > 1 or shown.size > 12:
+            return f"array {shown.shape} {shown.dtype}"
+        return np.array2string(shown, precision=3, max_line_width=120)
+    return repr(value)
+
+
+def describe(case: Mapping[str, Any], limit: int = 600) -> str:
     """A short, readable description of a case's arguments for error messages."""
     if not case:
         return "(no arguments)"
-    parts = []
-    for key, value in case.items():
-        shown = _to_comparable(value)
-        if isinstance(shown, np.ndarray):
-            text = np.array2string(shown, precision=3, threshold=12, max_line_width=120)
-            if shown.ndim > 1 or shown.size > 12:
-                text = f"array of shape {shown.shape}"
-        elif hasattr(value, "parameters"):
-            text = f"<{type(value).__name__}>"
-        else:
-            text = repr(shown)
-        parts.append(f"{key}={text}")
-    text = ", ".join(parts)
+    text = ", ".join(f"{key}={_short(value)}" for key, value in case.items())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------- side effects
+
+
+def _snapshot(value: Any) -> Any:
+    """A frozen copy of an argument's data, to see later whether a call changed it.
+
+    Random generators are left out: drawing from one changes it, as it should.
+    """
+    if isinstance(value, np.random.Generator):
+        return None
+    if _is_tensor(value):
+        return value.detach().cpu().clone()
+    if hasattr(value, "state_dict"):  # a torch module: its weights
+        return {k: v.detach().cpu().clone() for k, v in value.state_dict().items()}
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if _is_named_tuple(value):
+        return dict(zip(value._fields, (_snapshot(v) for v in value)))
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _snapshot(v) for k, v in value.items()}
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # something that cannot be copied cannot be compared either
+        return None
+
+
+def _same_data(a: Any, b: Any) -> bool:
+    a, b = _to_comparable(a), _to_comparable(b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.dtype.kind in "fc":
+            return bool(np.array_equal(a, b, equal_nan=True))
+        return bool(np.array_equal(a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # an object without a usable == : assume it is unchanged
+        return True
+
+
+def _first_change(before: Any, after: Any, path: str) -> str | None:
+    """The path of the first part of ``after`` that differs from ``before``, or None."""
+    if before is None:
+        return None
+    if isinstance(before, dict):
+        if not isinstance(after, dict) or before.keys() != after.keys():
+            return path
+        for key in before:
+            found = _first_change(before[key], after[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(before, list):
+        if not isinstance(after, list) or len(before) != len(after):
+            return path
+        if all(not isinstance(v, (dict, list)) for v in before):
+            return None if _same_data(before, after) else path
+        for i, (b, a) in enumerate(zip(before, after)):
+            found = _first_change(b, a, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if _same_data(before, after) else path
+
+
+def _changed_argument(before: Mapping[str, Any], args: Mapping[str, Any]) -> str | None:
+    for name, value in args.items():
+        found = _first_change(before.get(name), _snapshot(value), name)
+        if found:
+            return found
+    return None
+
+
+# ----------------------------------------------------------------------- gradients
+
+
+def _float_tensors(value: Any) -> list[Any]:
+    """The floating-point tensors inside an answer, in a fixed order."""
+    if _is_tensor(value):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _float_tensors(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _float_tensors(v)]
+    return []
+
+
+def _gradient_sources(args: Mapping[str, Any], leaves: Mapping[str, Any]) -> dict[str, Any]:
+    """What a gradient can reach: the differentiable inputs and every network's weights."""
+    sources = dict(leaves)
+    for name, value in args.items():
+        if hasattr(value, "named_parameters"):
+            for pname, param in value.named_parameters():
+                if param.requires_grad:
+                    sources[f"{name}.{pname}"] = param
+    return sources
+
+
+def _gradients(output: Any, sources: Mapping[str, Any], use: Sequence[bool]) -> dict[str, Any]:
+    """d (a fixed random projection of the answer) / d source, for every source.
+
+    The projection weights depend only on the output's shapes, so the reader's answer and
+    the reference's are probed in the same direction. ``use[i]`` says which of the
+    answer's tensors the reference differentiates.
+    """
+    import torch
+
+    total = None
+    for i, (tensor, wanted) in enumerate(zip(_float_tensors(output), use)):
+        if not (wanted and tensor.requires_grad):
+            continue
+        weights = torch.randn(
+            tensor.shape, generator=torch.Generator().manual_seed(1000 + i), dtype=tensor.dtype
+        )
+        term = (tensor * weights).sum()
+        total = term if total is None else total + term
+    if total is None or not sources:
+        return dict.fromkeys(sources)
+    grads = torch.autograd.grad(total, list(sources.values()), allow_unused=True)
+    return {name: None if g is None else g.detach() for name, g in zip(sources, grads)}
+
+
+def _gradients_match(a: Any, b: Any) -> bool:
+    a_zero, b_zero = a is None or not bool(a.any()), b is None or not bool(b.any())
+    if a_zero or b_zero:
+        return a_zero and b_zero
+    scale = max(1.0, float(b.abs().max()))
+    return bool(np.allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * scale))
+
+
+@dataclass
+class _Outcome:
+    """One call of a function on one case: its answer, gradients and side effects."""
+
+    output: Any
+    changed: str | None = None  # the first argument the call changed in place
+    sources: dict[str, Any] = field(default_factory=dict)  # what gradients may reach
+    grads: dict[str, Any] | None = None  # filled in by Exercise._differentiate
+
+
+# ----------------------------------------------------------------------- exercises
 
 
 @dataclass
@@ -145,6 +329,10 @@ class Exercise:
     ``make_case(rng)`` returns the keyword arguments of one random call. ``compare``
     returns ``None`` for a match or a sentence describing the mismatch. ``explain``
     may add a chapter-specific hint for a mismatch that matches no planted bug.
+    ``grad_inputs`` names the arguments that arrive as the output of a network (each call
+    gets its own copy, attached to a fresh graph); with ``check_gradients`` the gradients
+    with respect to them and to the arguments' network weights are compared, and
+    ``grad_hint`` adds the exercise's usual reason for a wrong gradient.
     """
 
     name: str
@@ -155,59 +343,168 @@ class Exercise:
     explain: Callable[[dict[str, Any], Any, Any], str] | None = None
     n_cases: int = 20
     reference_path: str = ""
+    grad_inputs: Sequence[str] = ()
+    check_gradients: bool = False
+    grad_hint: str = ""
+    answer_name: str = "answer"
+
+    def _run(self, fn: Callable[..., Any], case: dict[str, Any]) -> _Outcome:
+        """Call ``fn`` on its own copy of ``case``; note its gradients and side effects."""
+        args = copy.deepcopy(case)
+        leaves = {}
+        for name in self.grad_inputs:  # a network's output: a graph leads back to a leaf
+            leaves[name] = args[name].detach().clone().requires_grad_(True)
+            args[name] = leaves[name] * 1.0
+        before = {name: _snapshot(value) for name, value in args.items()}
+        output = fn(**args)
+        sources = _gradient_sources(args, leaves) if self.check_gradients else {}
+        return _Outcome(output, _changed_argument(before, args), sources)
+
+    @staticmethod
+    def _differentiate(outcome: _Outcome, use: Sequence[bool]) -> dict[str, Any]:
+        if outcome.grads is None:
+            outcome.grads = _gradients(outcome.output, outcome.sources, use)
+        return outcome.grads
+
+    def _gradient_problem(self, got: _Outcome, expected: _Outcome) -> str | None:
+        what = self.answer_name
+        pairs = zip(_float_tensors(got.output), _float_tensors(expected.output))
+        if any(e.requires_grad and not g.requires_grad for g, e in pairs):
+            return (
+                f"your {what} has the right values but carries no gradient: it was built "
+                f"from numbers cut off from the graph {_DETACHED}, so a backward pass "
+                "through it changes nothing"
+            )
+        for source, wanted in (expected.grads or {}).items():
+            mine = (got.grads or {}).get(source)
+            if _gradients_match(mine, wanted):
+                continue
+            if mine is None or not bool(mine.any()):
+                return (
+                    f"your {what} has the right values but no gradient reaches {source}: "
+                    f"somewhere on the way it was detached {_DETACHED}"
+                )
+            if wanted is None or not bool(wanted.any()):
+                return (
+                    f"your {what} has the right values but sends gradient into {source}, "
+                    "which the reference's does not"
+                )
+            worst = float((mine - wanted).abs().max())
+            return (
+                f"your {what} has the right values but not the right gradient with respect "
+                f"to {source} (off by up to {worst:.3g}): part of the computation is "
+                "detached or goes around the graph"
+            )
+        return None
+
+    def _fail_on_call(self, err: Exception, case: dict[str, Any]) -> CheckFailed:
+        if isinstance(err, NotImplementedError):
+            return CheckFailed(
+                f"{self.name} is not implemented yet: replace `raise NotImplementedError()` "
+                "with your code, then run this check again."
+            )
+        return CheckFailed(
+            f"{self.name} raised {type(err).__name__}: {err}\n  on the input: {describe(case)}"
+        )
 
     def check(self, fn: Any, *, seed: int | None = None, n_cases: int | None = None) -> None:
         """Run ``fn`` on fresh random cases; print one line or raise :class:`CheckFailed`."""
         if not callable(fn):
             raise TypeError(
                 f"check_{self.name} expects your function itself (for example "
-                f"`check_{self.name}({self.name})`), got a {type(fn).__name__}: {fn!r:.80}"
+                f"`check_{self.name}({self.name})`), got {type_phrase(fn)}: {fn!r:.80}"
             )
         rng = np.random.default_rng(seed)  # seed=None: fresh cases on every run
         n = self.n_cases if n_cases is None else n_cases
         for _ in range(n):
             case = self.make_case(rng)
-            expected = self.reference(**copy.deepcopy(case))
+            expected = self._run(self.reference, case)
             try:
-                got = fn(**copy.deepcopy(case))
-            except NotImplementedError:
-                raise CheckFailed(
-                    f"{self.name} is not implemented yet: replace `raise NotImplementedError()` "
-                    "with your code, then run this check again."
-                ) from None
+                got = self._run(fn, case)
             except CheckFailed:
                 raise
             except Exception as err:  # the reader's code crashed: say where
-                raise CheckFailed(
-                    f"{self.name} raised {type(err).__name__}: {err}\n  on the input: "
-                    f"{describe(case)}"
-                ) from err
-            problem = self.compare(got, expected)
-            if problem is None:
-                continue
-            bug = self._identify(case, got)
-            if bug is not None:
-                raise CheckFailed(
-                    f"{self.name} has a known bug: {bug.name}.\n  {problem}.\n"
-                    + (f"  {bug.hint}\n" if bug.hint else "")
-                    + f"  on the input: {describe(case)}"
+                raise self._fail_on_call(err, case) from (
+                    None if isinstance(err, NotImplementedError) else err
                 )
-            extra = self.explain(case, got, expected) if self.explain else ""
-            raise CheckFailed(
-                f"{self.name} gives a wrong answer on a random case.\n  {problem}.\n"
-                + (f"  {extra}\n" if extra else "")
-                + f"  on the input: {describe(case)}"
-            )
+            self._verdict(case, got, expected)
         print(f"✓ {self.name}: matches the reference on {n} fresh random cases.")
 
-    def _identify(self, case: dict[str, Any], got: Any) -> PlantedBug | None:
+    def _verdict(self, case: dict[str, Any], got: _Outcome, expected: _Outcome) -> None:
+        """Raise :class:`CheckFailed` unless ``got`` is right in value, effects and gradient."""
+        side_effect = (
+            f"Your function also changed its argument `{got.changed}` in place.\n  "
+            if got.changed
+            else ""
+        )
+        problem = self.compare(got.output, expected.output)
+        by_gradient = False
+        if problem is None and got.changed:
+            bug = self._identify(case, got, None, changed=got.changed)
+            raise CheckFailed(
+                (f"{self.name} has a known bug: {bug.name}.\n  " if bug else f"{self.name} ")
+                + f"gives the right answer but changes its argument `{got.changed}` in "
+                f"place.\n  The caller still needs `{got.changed}` as it was: "
+                + (
+                    bug.hint
+                    if bug and bug.hint
+                    else "build new arrays or tensors (x = x - ..., np.zeros_like(x), x.clone()) "
+                    "instead of writing into the input (x -= ..., x[...] = ..., .reverse(), "
+                    ".add_())."
+                )
+                + f"\n  on the input: {describe(case)}"
+            )
+        use = [t.requires_grad for t in _float_tensors(expected.output)]
+        if problem is None and self.check_gradients:
+            self._differentiate(got, use)
+            self._differentiate(expected, use)
+            problem, by_gradient = self._gradient_problem(got, expected), True
+        if problem is None:
+            return
+        bug = self._identify(case, got, use if by_gradient else None)
+        if bug is not None:
+            raise CheckFailed(
+                f"{self.name} has a known bug: {bug.name}.\n  {problem}.\n"
+                + (f"  {bug.hint}\n" if bug.hint else "")
+                + side_effect
+                + f"  on the input: {describe(case)}"
+            )
+        extra = self.grad_hint if by_gradient else ""
+        if not by_gradient and self.explain:
+            extra = self.explain(case, got.output, expected.output)
+        raise CheckFailed(
+            f"{self.name} gives a wrong answer on a random case.\n  {problem}.\n"
+            + (f"  {extra}\n" if extra else "")
+            + side_effect
+            + f"  on the input: {describe(case)}"
+        )
+
+    def _identify(
+        self,
+        case: dict[str, Any],
+        got: _Outcome,
+        use: Sequence[bool] | None,
+        changed: str | None = None,
+    ) -> PlantedBug | None:
+        """The planted bug whose answer equals the reader's; with ``use`` (the gradients
+        differ) its gradients must equal the reader's too, with ``changed`` it must change
+        the same argument."""
         for bug in self.bugs:
             try:
-                bug_out = bug.fn(**copy.deepcopy(case))
+                bug_out = self._run(bug.fn, case)
             except Exception:  # a bug may crash on inputs the reader's code survives
                 continue
-            if self.compare(got, bug_out) is None:
-                return bug
+            if self.compare(got.output, bug_out.output) is not None:
+                continue
+            if changed is not None and bug_out.changed != changed:
+                continue
+            if use is not None:
+                bug_grads = self._differentiate(bug_out, use)
+                if bug_grads.keys() != got.grads.keys() or not all(
+                    _gradients_match(got.grads[k], bug_grads[k]) for k in got.grads
+                ):
+                    continue
+            return bug
         return None
 
     def or_reference(self, fn: Any) -> Callable[..., Any]:

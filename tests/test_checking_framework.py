@@ -12,7 +12,7 @@ from rldebug.checking import CheckFailed, Exercise, compare_outputs
 
 def test_wrong_shape_is_named():
     message = compare_outputs(np.zeros((32, 32)), np.zeros(32))
-    assert "shape (32, 32)" in message and "(32,)" in message
+    assert "(32, 32)" in message and "(32,)" in message
 
 
 def test_none_return_is_named():
@@ -56,10 +56,11 @@ def test_cases_are_fresh_without_seed():
     assert seen[0] != seen[1]
 
 
-def test_reference_is_not_mutated_by_reader():
+def test_mutated_argument_is_named():
     def mutates(rewards, gamma, dones=None):
         result = ch00._reference(rewards, gamma, dones)
-        rewards.clear()  # the reader's function mutates its input
+        rewards.reverse()  # the right answer, but the caller's list is reversed
         return result
 
-    ch00.check_discounted_returns(mutates, seed=0)
+    with pytest.raises(CheckFailed, match="changes its argument `rewards` in place"):
+        ch00.check_discounted_returns(mutates, seed=0)

@@ -10,7 +10,10 @@ from rldebug.returns import discounted_returns as _reference
 
 def _make_case(rng: np.random.Generator) -> dict:
     length = int(rng.integers(1, 30))
-    rewards = rng.normal(size=length).round(2).tolist()
+    if rng.random() < 0.35:  # whole-number rewards, as in most environments (and the chapter)
+        rewards = rng.integers(-2, 4, size=length).tolist()
+    else:
+        rewards = rng.normal(size=length).round(2).tolist()
     dones = (rng.random(length) < 0.15).tolist()
     with_boundaries = rng.random() < 0.7
     return {
@@ -48,6 +51,17 @@ def _forward_order(rewards, gamma, dones=None):
     return returns
 
 
+def _integer_buffer(rewards, gamma, dones=None):
+    # np.zeros_like of whole-number rewards is an int array: every return is truncated.
+    dones = np.zeros(len(rewards)) if dones is None else np.asarray(dones, dtype=float)
+    returns = np.zeros_like(rewards)
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running * (1.0 - dones[t])
+        returns[t] = running
+    return returns
+
+
 DISCOUNTED_RETURNS = Exercise(
     name="discounted_returns",
     reference=_reference,
@@ -69,6 +83,13 @@ DISCOUNTED_RETURNS = Exercise(
             "the loop runs forwards in time",
             _forward_order,
             "G_t sums the rewards that come after t: loop from the last step backwards.",
+        ),
+        PlantedBug(
+            "the returns are stored in an integer array",
+            _integer_buffer,
+            "With whole-number rewards, np.zeros_like(rewards) makes an int array, and every "
+            "discounted return written into it is truncated. Use np.zeros(len(rewards)) "
+            "(float) for the result.",
         ),
     ],
 )

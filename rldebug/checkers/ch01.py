@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import torch
 
-from rldebug.checking import Exercise, PlantedBug, compare_outputs
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, type_phrase
 from rldebug.qlearning import copy_trick_loss as _copy_trick_reference
 from rldebug.qlearning import masked_q_loss as _masked_reference
 from rldebug.qlearning import td_target as _td_reference
@@ -38,11 +38,15 @@ def _tensor(rng: np.random.Generator, *shape: int) -> torch.Tensor:
 
 
 def _td_case(rng: np.random.Generator) -> dict:
-    batch, n_actions = int(rng.integers(2, 33)), int(rng.integers(2, 7))
+    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 33))
+    n_actions = int(rng.integers(2, 7))
     terminated = (rng.random(batch) < 0.25).astype(np.float32)
     truncated = ((rng.random(batch) < 0.25) & (terminated == 0)).astype(np.float32)
-    terminated[-1], truncated[-1] = 1.0, 0.0  # at least one real end...
-    terminated[0], truncated[0] = 0.0, 1.0  # ...and one time-limit cut
+    if rng.random() < 0.25:  # a batch in which every episode ended for real
+        terminated[:], truncated[:] = 1.0, 0.0
+    elif batch > 1:
+        terminated[-1], truncated[-1] = 1.0, 0.0  # at least one real end...
+        terminated[0], truncated[0] = 0.0, 1.0  # ...and one time-limit cut
     next_q = _tensor(rng, batch, n_actions) * 3
     return {
         "rewards": _tensor(rng, batch),
@@ -50,7 +54,7 @@ def _td_case(rng: np.random.Generator) -> dict:
         "next_q_values": next_q.requires_grad_(True),
         "terminated": torch.from_numpy(terminated),
         "truncated": torch.from_numpy(truncated),
-        "gamma": float(rng.choice([0.5, 0.9, 0.99, 1.0])),
+        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
     }
 
 
@@ -144,7 +148,8 @@ class _LossCase(dict):
 
 
 def _loss_case(rng: np.random.Generator) -> dict:
-    batch, n_actions = int(rng.integers(2, 33)), int(rng.integers(2, 7))
+    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 33))
+    n_actions = int(rng.integers(2, 7))
     return _LossCase(
         q_values=_tensor(rng, batch, n_actions),
         actions=torch.from_numpy(rng.integers(0, n_actions, size=batch)),
@@ -171,7 +176,10 @@ def _grad_wrt_leaf(loss: torch.Tensor) -> torch.Tensor | None:
 
 def _compare_loss(got, expected) -> str | None:
     if not isinstance(got, torch.Tensor):
-        return f"your loss is a {type(got).__name__}; return a torch.Tensor (a scalar)"
+        return (
+            f"your loss is {type_phrase(got)}; return a torch.Tensor (a scalar): a number "
+            "taken out with .item() or numpy carries no gradient"
+        )
     if got.ndim == 2 and got.shape[0] == got.shape[1] and got.shape[0] > 1:
         b = got.shape[0]
         return (
@@ -185,7 +193,8 @@ def _compare_loss(got, expected) -> str | None:
         return problem
     if expected.requires_grad and not got.requires_grad:
         return (
-            "your loss has the right value but does not require grad: nothing reaches the network"
+            "your loss has the right value but does not require grad: nothing reaches the "
+            "network (was it built from .item(), numpy, .detach() or under torch.no_grad()?)"
         )
     grad_got, grad_exp = _grad_wrt_leaf(got), _grad_wrt_leaf(expected)
     if grad_exp is not None and grad_got is not None:

@@ -190,6 +190,16 @@ def _v_not_squared(param, grad, m, v, t, lr, betas, eps):
         return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
+def _updates_in_place(param, grad, m, v, t, lr, betas, eps):
+    beta1, beta2 = betas
+    m *= beta1  # writes into the caller's arrays
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * grad**2
+    param -= lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+    return param, m, v
+
+
 def _non_finite(got, expected, where):
     """A sentence for NaN/inf in ``got``; "" when both have the same NaN/inf; None if finite."""
     try:
@@ -255,6 +265,14 @@ ADAM_STEP = Exercise(
             _v_not_squared,
             "v is the running mean of grad**2 (a magnitude); the gradient itself goes into m.",
         ),
+        PlantedBug(
+            "param, m and v are updated in place",
+            _updates_in_place,
+            "adam_step returns the new (param, m, v) and must leave its arguments as they "
+            "were: `m = beta1 * m + (1 - beta1) * grad`, not `m *= beta1`. An optimizer that "
+            "writes into arrays the caller still holds (the previous step's m, a copy of the "
+            "weights kept for comparison) changes them behind its back.",
+        ),
     ],
 )
 
@@ -310,7 +328,7 @@ def _worst_torch_error_adam(fn, rng, n=10, steps=5) -> float:
         grads = [rng.normal(size=case["param"].shape) for _ in range(steps)]
         p, m, v = case["param"], np.zeros_like(case["param"]), np.zeros_like(case["param"])
         for t, g in enumerate(grads, start=1):
-            p, m, v = fn(p, g, m, v, t, case["lr"], case["betas"], case["eps"])
+            p, m, v = fn(p.copy(), g, m.copy(), v.copy(), t, case["lr"], case["betas"], case["eps"])
         theirs = torch_adam_steps(case["param"], grads, case["lr"], case["betas"], case["eps"])
         worst = max(worst, relative_error(p - case["param"], theirs - case["param"]))
     return worst

@@ -47,6 +47,8 @@ def _rollout_case(rng: np.random.Generator) -> dict:
     # sometimes the batch is larger than what is stored: sampling must still work
     batch_size = int(rng.integers(n_valid + 1, 2 * n_valid + 2) if rng.random() < 0.4
                      else rng.integers(4, max(5, n_valid // 2)))  # fmt: skip
+    if rng.random() < 0.1:
+        batch_size = 1
     return {
         "obs": obs,
         "actions": rng.integers(0, 3, size=(T, N)),
@@ -105,11 +107,86 @@ def _crosses_autoreset(obs, actions, rewards, terminated, truncated, batch_size,
     return _gather(obs, actions, rewards, terminated, truncated, t, n, t + 1)
 
 
+def _draw(obs, actions, rewards, terminated, truncated, batch_size, rng, valid):
+    """The reference's draw over another validity mask (the planted mask bugs)."""
+    valid_t, valid_n = np.nonzero(valid)
+    pick = rng.integers(0, len(valid_t), size=batch_size)
+    t, n = valid_t[pick], valid_n[pick]
+    return _gather(obs, actions, rewards, terminated, truncated, t, n, t + 1)
+
+
+def _skips_ending_steps(obs, actions, rewards, terminated, truncated, batch_size, rng):
+    done = np.asarray(terminated, bool) | np.asarray(truncated, bool)
+    valid = _valid(terminated, truncated) & ~done  # the last step of each episode is lost
+    return _draw(obs, actions, rewards, terminated, truncated, batch_size, rng, valid)
+
+
+def _terminated_only(obs, actions, rewards, terminated, truncated, batch_size, rng):
+    valid = _valid(terminated, np.zeros_like(truncated))  # a time limit also autoresets
+    return _draw(obs, actions, rewards, terminated, truncated, batch_size, rng, valid)
+
+
+def _last_row_dropped(obs, actions, rewards, terminated, truncated, batch_size, rng):
+    valid = _valid(terminated, truncated)
+    valid[-1] = False  # obs has T + 1 rows: the last step has its next observation
+    return _draw(obs, actions, rewards, terminated, truncated, batch_size, rng, valid)
+
+
+_DRAW = (
+    "To be compared draw by draw, draw as the reference does: valid_t, valid_n = "
+    "np.nonzero(valid); pick = rng.integers(0, len(valid_t), size=batch_size)."
+)
+
+
+def _locate(obs_rows, obs):
+    """(t, n) of each row of ``obs_rows`` among the rollout's obs[:-1], or None."""
+    steps, envs = obs.shape[0] - 1, obs.shape[1]
+    flat = obs[:-1].reshape(steps * envs, -1)
+    found = []
+    for row in obs_rows.reshape(len(obs_rows), -1):
+        hits = np.nonzero((flat == row).all(axis=1))[0]
+        found.append(divmod(int(hits[0]), envs) if len(hits) else None)
+    return found
+
+
 def _explain_sample(case, got, expected) -> str:
+    obs, valid = np.asarray(case["obs"]), _valid(case["terminated"], case["truncated"])
+    try:
+        rows = np.asarray(got.obs, dtype=obs.dtype)
+        if rows.shape != np.asarray(expected.obs).shape:
+            return _DRAW
+        where = _locate(rows, obs)
+        for i, tn in enumerate(where):
+            if tn is None:
+                return f"Row {i} of your obs is not an observation of the rollout. " + _DRAW
+            t, n = tn
+            if not valid[t, n]:
+                return (
+                    f"Row {i} of your batch is step {t} of env {n}, the reset step right after "
+                    "an episode ended (terminated or truncated): its next_obs is the first "
+                    "observation of a new episode. Mark that step invalid."
+                )
+            for name, stored in (
+                ("next_obs", obs[t + 1, n]),
+                ("actions", case["actions"][t, n]),
+                ("rewards", case["rewards"][t, n]),
+                ("terminated", case["terminated"][t, n]),
+                ("truncated", case["truncated"][t, n]),
+            ):
+                if not np.array_equal(np.asarray(getattr(got, name))[i], stored):
+                    return (
+                        f"Row {i} of your batch is step {t} of env {n}, but its {name} is not "
+                        f"{name}[{t}, {n}]"
+                        + (" (it is obs[t + 1] of the same env)" if name == "next_obs" else "")
+                        + "."
+                    )
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return _DRAW
     return (
-        "Pick exactly as the reference does, so the checker can compare draw by draw: "
-        "valid_t, valid_n = np.nonzero(valid); pick = rng.integers(0, len(valid_t), "
-        "size=batch_size)."
+        "Every transition in your batch is a real one, paired correctly, so the difference "
+        "is in which transitions are drawn. Check the validity mask first: only the step "
+        "right after an episode's end (terminated or truncated) is invalid; the step that "
+        "ends an episode and the last row (its next observation is obs[T]) are valid. " + _DRAW
     )
 
 
@@ -143,6 +220,25 @@ SAMPLE_FROM_ROLLOUT = Exercise(
             "With NEXT_STEP autoreset the step after terminated/truncated only resets the "
             "env: its next_obs is a new episode's first observation. Mark it invalid.",
         ),
+        PlantedBug(
+            "the step that ends an episode is never sampled",
+            _skips_ending_steps,
+            "The step where terminated or truncated is True is a real transition (the agent "
+            "acted and got its last reward); only the *next* step, the reset step, is "
+            "invalid: valid[1:] = ~done[:-1].",
+        ),
+        PlantedBug(
+            "only terminated marks the reset step (truncated is ignored)",
+            _terminated_only,
+            "A time limit also resets the env on the next step: done = terminated | truncated "
+            "decides which steps are invalid.",
+        ),
+        PlantedBug(
+            "the last step of the rollout is never sampled",
+            _last_row_dropped,
+            "obs has T + 1 rows: the next observation of the last step is obs[T], so the last "
+            "step is a valid transition.",
+        ),
     ],
 )
 
@@ -166,13 +262,17 @@ class _LossAndGrads(NamedTuple):
 
 def _loss_case(rng: np.random.Generator) -> dict:
     torch.manual_seed(int(rng.integers(2**31)))
-    B, D, A = int(rng.integers(8, 40)), int(rng.integers(2, 6)), int(rng.integers(2, 5))
+    B = 1 if rng.random() < 0.25 else int(rng.integers(8, 40))
+    D, A = int(rng.integers(2, 6)), int(rng.integers(2, 5))
     q_net = q_network((D,), A, hidden=(16,))
     target_net = q_network((D,), A, hidden=(16,))  # different weights: a lagging copy
     terminated = rng.random(B) < 0.25
     truncated = (rng.random(B) < 0.2) & ~terminated
-    terminated[0], truncated[1] = True, True  # every batch has both kinds of ending
-    terminated[1] = False
+    if rng.random() < 0.25:  # every episode in the batch ended for real
+        terminated[:], truncated[:] = True, False
+    elif B > 1:  # both kinds of ending
+        terminated[0], truncated[1] = True, True
+        terminated[1] = False
     batch = Transitions(
         obs=torch.as_tensor(rng.normal(size=(B, D)), dtype=torch.float32),
         actions=torch.as_tensor(rng.integers(0, A, size=B), dtype=torch.int64),
@@ -185,7 +285,7 @@ def _loss_case(rng: np.random.Generator) -> dict:
         "q_net": q_net,
         "target_net": target_net,
         "batch": batch,
-        "gamma": float(rng.choice([0.9, 0.99])),
+        "gamma": float(rng.choice([0.0, 0.9, 0.99, 0.99])),
     }
 
 
@@ -324,7 +424,7 @@ DQN_LOSS = _GradExercise(
     make_case=_loss_case,
     compare=_compare_loss,
     explain=_explain_loss,
-    n_cases=10,
+    n_cases=20,
     reference_path="rldebug.agents.dqn.dqn_loss",
     bugs=[
         PlantedBug(

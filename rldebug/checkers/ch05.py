@@ -62,6 +62,48 @@ def _reset_ignores_h0(cell, inputs, episode_starts, h0):
     return torch.stack(outputs), h
 
 
+def _detached_between_steps(cell, inputs, episode_starts, h0):
+    h, outputs = h0, []
+    for t in range(inputs.shape[0]):
+        h = h * (1.0 - episode_starts[t].float()).unsqueeze(-1)
+        h = cell(inputs[t], h)
+        outputs.append(h)
+        h = h.detach()  # the values are right; the gradient stops after one step
+    return torch.stack(outputs), h
+
+
+def _first_wrong_step(got, expected):
+    """(t, b) of the first wrong output (in time), or None."""
+    try:
+        diff = (torch.as_tensor(got[0]).detach() - expected[0].detach()).abs()
+    except (TypeError, RuntimeError, IndexError):
+        return None
+    if diff.shape != expected[0].shape:
+        return None
+    wrong = (diff > 1e-4).any(dim=-1).nonzero()
+    return (int(wrong[0, 0]), int(wrong[0, 1])) if len(wrong) else None
+
+
+def _explain_rollout(case, got, expected) -> str:
+    found = _first_wrong_step(got, expected)
+    if found is None:
+        return "rollout returns (outputs (T, B, H), h_T (B, H)): h_T is the last output."
+    t, b = found
+    starts = case["episode_starts"][:, b].nonzero().flatten().tolist()
+    if t == 0:
+        what = (
+            "the very first step: the state it starts from is h0 (zeroed if it starts an episode)"
+        )
+    elif bool(case["episode_starts"][t, b]):
+        what = "a step that starts an episode: the cell must see a zero state there"
+    else:
+        what = "a step inside an episode: the cell must see the state carried from step t - 1"
+    return (
+        f"The first wrong output is at step {t} of environment {b}, {what}. Episodes of "
+        f"environment {b} start at steps {starts}."
+    )
+
+
 def _compare_rollout(got, expected) -> str | None:
     if not (isinstance(got, tuple) and len(got) == 2):
         return (
@@ -79,7 +121,12 @@ ROLLOUT = Exercise(
     reference=_reference_rollout,
     make_case=_make_rollout_case,
     compare=_compare_rollout,
+    explain=_explain_rollout,
     n_cases=10,
+    check_gradients=True,
+    answer_name="rollout",
+    grad_hint="Keep h attached from one step to the next (no h.detach(), .data or "
+    "torch.no_grad() inside the loop): training backpropagates through the whole unroll.",
     reference_path="rldebug.recurrent.rollout_with_resets",
     bugs=[
         PlantedBug(
@@ -105,6 +152,12 @@ ROLLOUT = Exercise(
             "An environment in the middle of an episode carries its state into the rollout: "
             "start from h0.",
         ),
+        PlantedBug(
+            "the state is detached between steps (the gradient stops after one step)",
+            _detached_between_steps,
+            "The values are right, but h.detach() cuts every path from a loss at step t back "
+            "to the steps before it: the cell cannot learn to remember. Carry h as it is.",
+        ),
     ],
 )
 
@@ -120,10 +173,14 @@ def check_rollout(fn, *, seed=None):
 
 
 def _make_loss_case(rng: np.random.Generator) -> dict:
-    batch, steps = int(rng.integers(2, 6)), int(rng.integers(4, 12))
+    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+    steps = int(rng.integers(4, 12))
     lengths = rng.integers(1, steps + 1, size=batch)
+    if rng.random() < 0.25:  # every sequence is full length: no padding at all
+        lengths[:] = steps
+    elif batch > 1:
+        lengths[int(rng.integers(batch))] = int(rng.integers(1, max(2, steps // 2)))  # short
     lengths[int(rng.integers(batch))] = steps  # the longest sequence sets T
-    lengths[int(rng.integers(batch))] = int(rng.integers(1, max(2, steps // 2)))  # a short one
     mask = np.arange(steps)[None, :] < lengths[:, None]
     targets = np.where(mask, rng.normal(size=(batch, steps)), 0.0)  # padding is zeros
     return {
@@ -154,6 +211,22 @@ def _mean_of_sequence_means(outputs, targets, lengths):
     return per_sequence.mean()  # a 1-step episode weighs as much as a 10-step one
 
 
+def _from_item(outputs, targets, lengths):
+    mask = torch.arange(outputs.shape[1])[None, :] < lengths[:, None]
+    total = sum(e.item() for e in ((outputs - targets) ** 2)[mask])  # Python floats
+    return torch.tensor(total / int(mask.sum()))  # the right number, with no graph
+
+
+def _explain_loss(case, got, expected) -> str:
+    lengths = case["lengths"].tolist()
+    steps = case["outputs"].shape[1]
+    return (
+        f"lengths = {lengths} with T = {steps}: the valid steps of sequence b are its first "
+        f"lengths[b]; the loss is the sum of (outputs - targets)**2 over those "
+        f"{sum(lengths)} steps divided by {sum(lengths)}."
+    )
+
+
 def _compare_loss(got, expected) -> str | None:
     if isinstance(got, torch.Tensor) and got.ndim != 0:
         return f"your loss has shape {tuple(got.shape)}; a scalar (0-dim tensor) was expected"
@@ -165,6 +238,10 @@ MASKED_LOSS = Exercise(
     reference=_reference_loss,
     make_case=_make_loss_case,
     compare=_compare_loss,
+    explain=_explain_loss,
+    grad_inputs=("outputs",),
+    check_gradients=True,
+    answer_name="loss",
     reference_path="rldebug.recurrent.masked_sequence_loss",
     bugs=[
         PlantedBug(
@@ -186,6 +263,12 @@ MASKED_LOSS = Exercise(
             "each sequence is averaged first, then the sequences (short ones weigh too much)",
             _mean_of_sequence_means,
             "Average over all valid steps at once: masked sum / number of valid steps.",
+        ),
+        PlantedBug(
+            "the loss is assembled from Python numbers (.item() or float)",
+            _from_item,
+            "torch.tensor(some_float) is a new leaf: loss.backward() reaches nothing. Keep "
+            "the whole computation in tensor operations: (errors * mask).sum() / mask.sum().",
         ),
     ],
 )

@@ -14,21 +14,33 @@ from rldebug.checking import Exercise, PlantedBug
 # ----------------------------------------------------------------------------------------
 
 
-def _loss_case(rng: np.random.Generator) -> dict:
-    batch, steps = int(rng.integers(2, 6)), int(rng.integers(3, 12))
+def _padded_lengths(rng: np.random.Generator, batch: int, steps: int) -> np.ndarray:
+    """Episode lengths of a batch padded to its longest; sometimes without any padding."""
     lengths = rng.integers(1, steps + 1, size=batch)
+    if rng.random() < 0.25:
+        lengths[:] = steps  # every episode ran to the end of the batch: no padding
+    elif batch > 1:  # one short episode
+        lengths[(rng.integers(batch - 1) + 1 + np.argmax(lengths)) % batch] = rng.integers(1, steps)
     lengths[rng.integers(batch)] = steps  # the batch is padded to its longest episode
-    lengths[(rng.integers(batch - 1) + 1 + np.argmax(lengths)) % batch] = rng.integers(1, steps)
+    return lengths
+
+
+def _loss_case(rng: np.random.Generator) -> dict:
+    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+    steps = int(rng.integers(3, 12))
+    lengths = _padded_lengths(rng, batch, steps)
     mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
     # After an episode ends the vector env has already started the next one: the padding
     # holds real rewards of another episode. Only the mask says they do not belong here.
     rewards = rng.normal(1.0, 1.0, size=(batch, steps)).astype(np.float32)
-    log_probs = -rng.exponential(0.7, size=(batch, steps)).astype(np.float32) * mask
+    log_probs = -rng.exponential(0.7, size=(batch, steps)).astype(np.float32)
+    if rng.random() < 0.5:  # log-probs zeroed on the padding, as episode_log_probs returns
+        log_probs *= mask  # them; otherwise the padding holds whatever the network said
     return {
         "log_probs": torch.from_numpy(log_probs),
         "rewards": torch.from_numpy(rewards),
         "mask": torch.from_numpy(mask),
-        "gamma": float(rng.choice([0.5, 0.9, 0.99])),
+        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99])),
     }
 
 
@@ -73,6 +85,26 @@ def _return_not_reset(log_probs, rewards, mask, gamma):
     return -(log_probs * advantages * mask).sum() / mask.sum()
 
 
+def _std_with_bessel(log_probs, rewards, mask, gamma):
+    returns = _returns(rewards, mask, gamma)
+    real = returns[mask.bool()]
+    advantages = (returns - real.mean()) / (real.std() + 1e-8) * mask  # torch's std: n - 1
+    return -(log_probs * advantages * mask).sum() / mask.sum()
+
+
+def _padding_in_final_sum(log_probs, rewards, mask, gamma):
+    returns = _returns(rewards, mask, gamma)
+    n = mask.sum()
+    mean = (returns * mask).sum() / n
+    std = (((returns - mean) ** 2 * mask).sum() / n).sqrt()
+    advantages = (returns - mean) / (std + 1e-8)  # not masked: padding gets -mean / std
+    return -(log_probs * advantages).sum() / n  # and nothing masks the product either
+
+
+def _detached_log_probs(log_probs, rewards, mask, gamma):
+    return reinforce_loss(log_probs.detach(), rewards, mask, gamma)
+
+
 def _sign_flipped(log_probs, rewards, mask, gamma):
     return -reinforce_loss(log_probs, rewards, mask, gamma)
 
@@ -88,11 +120,21 @@ def _loss_compare(got, expected):
     return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="loss")
 
 
+_LOSS_HINT = (
+    "The reference: G_t = mask_t * (r_t + gamma * G_{t+1}); A = (G - mean) / (std + 1e-8) "
+    "with the mean and the std over the real steps only (std divides by n, not n - 1); "
+    "loss = -(log_probs * A * mask).sum() / mask.sum()."
+)
+
 REINFORCE_LOSS = Exercise(
     name="reinforce_loss",
     reference=reinforce_loss,
     make_case=_loss_case,
     compare=_loss_compare,
+    explain=lambda case, got, expected: _LOSS_HINT,
+    grad_inputs=("log_probs",),
+    check_gradients=True,
+    answer_name="loss",
     reference_path="rldebug.agents.reinforce.reinforce_loss",
     bugs=[
         PlantedBug(
@@ -118,6 +160,25 @@ REINFORCE_LOSS = Exercise(
             _sign_flipped,
             "REINFORCE maximises E[G]: minimise -log pi(a_t) * A_t.",
         ),
+        PlantedBug(
+            "the standard deviation divides by n - 1 (torch's default std())",
+            _std_with_bessel,
+            "The reference normalises by the population std, sqrt(sum((G - mean)**2) / n): "
+            "use .std(unbiased=False) (correction=0), or the masked variance divided by "
+            "mask.sum().",
+        ),
+        PlantedBug(
+            "the padding enters the final sum (neither the advantages nor the product is masked)",
+            _padding_in_final_sum,
+            "The log-probs on the padding are whatever the network said there: multiply "
+            "log_probs * advantages by the mask before the sum.",
+        ),
+        PlantedBug(
+            "the log-probabilities are detached",
+            _detached_log_probs,
+            "Only the returns and advantages are constants (under torch.no_grad()); the "
+            "log-probs must keep their graph, or the policy gets no gradient.",
+        ),
     ],
 )
 
@@ -128,16 +189,15 @@ REINFORCE_LOSS = Exercise(
 
 
 def _log_probs_case(rng: np.random.Generator) -> dict:
-    n, steps = int(rng.integers(2, 5)), int(rng.integers(3, 10))
+    n = 1 if rng.random() < 0.25 else int(rng.integers(2, 5))
+    steps = int(rng.integers(3, 10))
     obs_dim, hidden = int(rng.integers(2, 5)), int(rng.integers(3, 9))
     torch.manual_seed(int(rng.integers(2**31)))
     policy = GRUPolicy(obs_dim, 2, hidden)
     with torch.no_grad():  # larger recurrent weights: the past matters visibly
         policy.gru.weight_hh_l0.mul_(3.0)
         policy.head.weight.mul_(3.0)
-    lengths = rng.integers(1, steps + 1, size=n)
-    lengths[rng.integers(n)] = steps
-    lengths[(rng.integers(n - 1) + 1 + np.argmax(lengths)) % n] = rng.integers(1, steps)
+    lengths = _padded_lengths(rng, n, steps)
     mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
     return {
         "policy": policy,
@@ -173,6 +233,19 @@ def _softmax_over_time(policy, obs, actions, mask):
     return F.log_softmax(logits, dim=1).gather(-1, actions.unsqueeze(-1)).squeeze(-1) * mask
 
 
+def _head_on_detached_gru(policy, obs, actions, mask):
+    out, _ = policy.gru(obs)
+    logits = policy.head(out.detach())  # the GRU's output is cut off from its weights
+    return _gathered(logits, actions, mask)
+
+
+def _explain_log_probs(case, got, expected) -> str:
+    return (
+        "log pi(a_t | o_0..o_t): run the whole (N, T, O) batch through policy(obs) once, "
+        "log_softmax over the actions (dim=-1), gather the taken action, multiply by mask."
+    )
+
+
 def _log_probs_compare(got, expected):
     from rldebug.checking import compare_outputs
 
@@ -190,6 +263,11 @@ EPISODE_LOG_PROBS = Exercise(
     reference=episode_log_probs,
     make_case=_log_probs_case,
     compare=_log_probs_compare,
+    explain=_explain_log_probs,
+    check_gradients=True,
+    answer_name="log-probs",
+    grad_hint="Every weight of the policy must get its gradient through the log-probs: no "
+    ".detach(), .data or torch.no_grad() between the GRU, the head and the log_softmax.",
     reference_path="rldebug.agents.reinforce.episode_log_probs",
     bugs=[
         PlantedBug(
@@ -213,6 +291,13 @@ EPISODE_LOG_PROBS = Exercise(
             "log_softmax runs over the time axis, not over the actions",
             _softmax_over_time,
             "The logits are (N, T, A): normalise over the last axis (dim=-1).",
+        ),
+        PlantedBug(
+            "the GRU's output is detached before the head",
+            _head_on_detached_gru,
+            "This is the 'GRU does not learn' symptom itself: the values are right, but no "
+            "gradient reaches the GRU's weights, so only the head is trained. Feed the GRU's "
+            "output to the head as it is.",
         ),
     ],
 )
