@@ -11,7 +11,15 @@ Floors (lower floors never import higher ones):
 * top: ``checkers`` (one module per chapter) and the benchmarks.
 """
 
+from rldebug.show import show_source
 from rldebug.utils import configure_torch, in_colab, set_seed, show_benchmark
 
 __version__ = "0.1.0"
-__all__ = ["configure_torch", "in_colab", "set_seed", "show_benchmark", "__version__"]
+__all__ = [
+    "configure_torch",
+    "in_colab",
+    "set_seed",
+    "show_benchmark",
+    "show_source",
+    "__version__",
+]

@@ -23,6 +23,10 @@ import numpy as np
 __all__ = ["Dashboard", "plot_dashboard", "PANELS"]
 
 PANELS = ("episode return", "loss", "value vs observed return", "TD error", "grad norm", "epsilon")
+# Three rows of two panels fill the book's text column (rldebug.plots.COLUMN_INCHES) with
+# readable labels; the panels are read left to right, top to bottom.
+GRID = (3, 2)
+FIGSIZE = (6.8, 7.6)
 
 
 def _smooth(y: Sequence[float], k: int = 10) -> np.ndarray:
@@ -66,18 +70,17 @@ def _draw(axes, runs: Mapping[str, Any]) -> None:
         if clip is not None and i == 0:
             ax_grad.axhline(clip, ls="--", lw=0.8, color="0.4")
     for ax, title in zip(axes.flat, PANELS):
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("environment steps", fontsize=8)
-        ax.tick_params(labelsize=8)
+        ax.set_title(title)
+        ax.set_xlabel("environment steps")
     ax_loss.set_yscale("symlog", linthresh=1e-3)
     ax_grad.set_yscale("symlog", linthresh=1e-2)
-    ax_ret.legend(fontsize=7, loc="upper left")
-    ax_q.legend(fontsize=6, loc="upper left")
+    ax_ret.legend(loc="upper left")
+    ax_q.legend(loc="upper left")
     if len(runs) > 1:
-        ax_loss.legend(fontsize=7)
+        ax_loss.legend()
 
 
-def plot_dashboard(results: Any, title: str = "", figsize=(12, 6)):
+def plot_dashboard(results: Any, title: str = "", figsize=FIGSIZE):
     """Draw the dashboard of one finished run, or overlay several.
 
     ``results`` is a :class:`~rldebug.agents.dqn.DQNResult`, a list of them, or a dict
@@ -89,7 +92,7 @@ def plot_dashboard(results: Any, title: str = "", figsize=(12, 6)):
         runs = {f"run {i}": r for i, r in enumerate(results)}
     else:
         runs = {"": results}
-    fig, axes = plt.subplots(2, 3, figsize=figsize)
+    fig, axes = plt.subplots(*GRID, figsize=figsize)
     _draw(axes, runs)
     if title:
         fig.suptitle(title)
@@ -105,11 +108,11 @@ class Dashboard:
     available as ``dashboard.figure``.
     """
 
-    def __init__(self, title: str = "", every: int = 4, figsize=(12, 6), label: str = ""):
+    def __init__(self, title: str = "", every: int = 4, figsize=FIGSIZE, label: str = ""):
         self.title = title
         self.every = max(1, int(every))
         self.label = label
-        self.figure, self.axes = plt.subplots(2, 3, figsize=figsize)
+        self.figure, self.axes = plt.subplots(*GRID, figsize=figsize)
         plt.close(self.figure)  # drawn through the display handle, not by pyplot
         self._handle = None
         self._calls = 0
