@@ -336,16 +336,29 @@ COPY_TRICK_LOSS = Exercise(
 EXERCISES = [TD_TARGET, MASKED_Q_LOSS, COPY_TRICK_LOSS]
 
 
+def _positionally(fn):
+    """Call ``fn`` with the case's arguments in order, so any parameter names work."""
+    if not callable(fn):
+        return fn  # the checker names the problem
+
+    def call(**case):
+        return fn(*case.values())
+
+    return call
+
+
 def check_td_target(fn, *, seed=None):
-    """Check a reader's ``td_target(rewards, next_q_values, terminated, truncated, gamma)``."""
-    TD_TARGET.check(fn, seed=seed)
+    """Check a reader's ``td_target(rewards, next_q_values, terminated, truncated, gamma)``.
+
+    The arguments are passed in that order, by position: the names are yours."""
+    TD_TARGET.check(_positionally(fn), seed=seed)
 
 
 def check_masked_q_loss(fn, *, seed=None):
-    """Check a reader's ``masked_q_loss(q_values, actions, targets)``."""
-    MASKED_Q_LOSS.check(fn, seed=seed)
+    """Check a reader's ``masked_q_loss(q_values, actions, targets)`` (by position)."""
+    MASKED_Q_LOSS.check(_positionally(fn), seed=seed)
 
 
 def check_copy_trick_loss(fn, *, seed=None):
-    """Check a reader's ``copy_trick_loss(q_values, actions, targets)``."""
-    COPY_TRICK_LOSS.check(fn, seed=seed)
+    """Check a reader's ``copy_trick_loss(q_values, actions, targets)`` (by position)."""
+    COPY_TRICK_LOSS.check(_positionally(fn), seed=seed)

@@ -14,7 +14,9 @@ a wrong one is off by 1e-2 to 1.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +26,7 @@ __all__ = [
     "check_gradients",
     "torch_gradients",
     "check_layer",
+    "LayerCheck",
 ]
 
 
@@ -88,6 +91,10 @@ def check_gradients(
     names = list(names) if names is not None else [f"param{i}" for i in range(len(params))]
     out = {}
     for name, p, g in zip(names, params, analytic):
+        if np.shape(g) != np.shape(p):
+            raise ValueError(
+                f"the gradient of {name} has shape {np.shape(g)}, the parameter {np.shape(p)}"
+            )
         num = numerical_gradient(f, p, eps=eps, max_entries=max_entries)
         keep = ~np.isnan(num)
         out[name] = relative_error(np.asarray(g)[keep], num[keep])
@@ -118,6 +125,90 @@ def torch_gradients(
     return {k: tensors[k].grad.numpy() for k in wrt}
 
 
+@dataclass
+class LayerCheck:
+    """The verdict of :func:`check_layer`: every input's gradient against each witness.
+
+    ``errors[witness][input]`` is a relative error; the check passes when every error is
+    below its witness's threshold. It reads like the dict it holds (``check["finite
+    differences"]["W"]``).
+    """
+
+    errors: dict[str, dict[str, float]]
+    thresholds: dict[str, float]
+
+    def __getitem__(self, witness: str) -> dict[str, float]:
+        return self.errors[witness]
+
+    def items(self):
+        return self.errors.items()
+
+    def keys(self):
+        return self.errors.keys()
+
+    @property
+    def worst(self) -> tuple[str, str, float]:
+        """(witness, input, relative error) of the largest error relative to its threshold."""
+        entries = [(w, k, e) for w, errs in self.errors.items() for k, e in errs.items()]
+        return max(entries, key=lambda entry: entry[2] / self.thresholds[entry[0]])
+
+    @property
+    def ok(self) -> bool:
+        witness, _, error = self.worst
+        return error <= self.thresholds[witness]
+
+    def __str__(self) -> str:
+        witness, name, error = self.worst
+        verdict = "OK" if self.ok else "WRONG"
+        return (
+            f"gradient check {verdict}: worst is {name} against {witness}, relative error "
+            f"{error:.1e} (threshold {self.thresholds[witness]:.0e})"
+        )
+
+
+THRESHOLDS = {"finite differences": 1e-5, "torch autograd": 1e-8}
+
+
+def _positional(fn: Callable) -> list[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
+
+
+def _call_backward(backward, forward, arrays: dict[str, np.ndarray], grad_out: np.ndarray):
+    """Call a function-style ``backward(**inputs, grad_out)`` or a method-style
+    ``backward(grad)`` (after a forward pass, which caches what it needs)."""
+    params = _positional(backward)
+    copies = {k: v.copy() for k, v in arrays.items()}
+    if "grad_out" in params or not params:
+        grads = backward(**copies, grad_out=grad_out)
+    elif len(params) == 1:
+        forward(**copies)
+        grads = backward(grad_out)
+    else:
+        grads = backward(*copies.values(), grad_out)
+    if isinstance(grads, np.ndarray) or np.isscalar(grads):
+        grads = (grads,)
+    grads = [np.asarray(g, dtype=np.float64) for g in grads]
+    if len(grads) != len(arrays):
+        raise ValueError(f"backward returned {len(grads)} gradients for {len(arrays)} inputs")
+    for (name, value), grad in zip(arrays.items(), grads):
+        if grad.shape != value.shape:
+            hint = (
+                ": sum over the batch axis only (grad_out.sum(axis=0)), not over everything"
+                if grad.ndim == 0
+                else ""
+            )
+            raise ValueError(
+                f"backward returned a gradient of shape {grad.shape} for {name}, which has "
+                f"shape {value.shape}: a gradient has the shape of its input{hint}"
+            )
+    return grads
+
+
 def check_layer(
     forward: Callable[..., np.ndarray],
     backward: Callable[..., Sequence[np.ndarray]],
@@ -126,25 +217,26 @@ def check_layer(
     torch_forward: Callable[..., object] | None = None,
     rng: np.random.Generator | None = None,
     eps: float = 1e-6,
-) -> dict[str, dict[str, float]]:
+) -> LayerCheck:
     """Check any layer: ``forward(**inputs) -> out`` and ``backward(**inputs, grad_out) ->``
     one gradient per input, in the order of ``inputs``.
 
-    The loss is ``sum(out * R)`` for a fixed random ``R``, so ``grad_out = R``. Returns the
-    relative error of every input's gradient against finite differences (and against
-    torch autograd when ``torch_forward`` is given).
+    ``backward`` may also be a method ``backward(grad)`` of a layer object whose
+    ``forward`` caches what it needs (one gradient per input, or a single array for a
+    single input). The loss is ``sum(out * R)`` for a fixed random ``R``, so
+    ``grad_out = R``. Returns a :class:`LayerCheck`: the relative error of every input's
+    gradient against finite differences (and against torch autograd when
+    ``torch_forward`` is given), with a verdict (``.ok``, ``.worst``).
     """
     rng = np.random.default_rng(0) if rng is None else rng
     arrays = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
     R = rng.normal(size=np.shape(forward(**arrays)))
-    grads = backward(**{k: v.copy() for k, v in arrays.items()}, grad_out=R)
-    if len(grads) != len(arrays):
-        raise ValueError(f"backward returned {len(grads)} gradients for {len(arrays)} inputs")
+    grads = _call_backward(backward, forward, arrays, R)
 
     def loss() -> float:
         return float(np.sum(forward(**arrays) * R))
 
-    report = {
+    errors = {
         "finite differences": check_gradients(loss, list(arrays.values()), grads, list(arrays), eps)
     }
     if torch_forward is not None:
@@ -152,5 +244,5 @@ def check_layer(
 
         R_t = torch.tensor(R)
         auto = torch_gradients(lambda **t: (torch_forward(**t) * R_t).sum(), arrays)
-        report["torch autograd"] = {k: relative_error(g, auto[k]) for k, g in zip(arrays, grads)}
-    return report
+        errors["torch autograd"] = {k: relative_error(g, auto[k]) for k, g in zip(arrays, grads)}
+    return LayerCheck(errors, {w: THRESHOLDS[w] for w in errors})

@@ -42,6 +42,7 @@ class FirstEpochReport:
     worst_index: tuple  # where |ratio - 1| is largest
     n_steps: int  # number of valid steps compared
     tol: float
+    dims: tuple = ()  # names of the axes, for example ("step", "env")
 
     @property
     def ok(self) -> bool:
@@ -55,19 +56,35 @@ class FirstEpochReport:
         )
         if not self.ok:
             text += (
-                f"; worst at index {self.worst_index}. Before any update the training pass "
+                f"; worst at {self.where}. Before any update the training pass "
                 "must recompute the rollout's log-probs exactly: check the hidden state "
                 "(stored initial state, resets at episode starts, whole sequences per "
                 "minibatch)."
             )
         return text
 
+    @property
+    def where(self) -> str:
+        """The worst entry, with its axes named when ``dims`` is known."""
+        if not self.dims:
+            return f"index {self.worst_index}"
+        return (
+            "("
+            + ", ".join(
+                f"{n} {i}"
+                for n, i in sorted(zip(self.dims, self.worst_index), key=lambda p: p[0] != "env")
+            )
+            + ")"
+        )
+
     def raise_if_failed(self) -> None:
         if not self.ok:
             raise FirstEpochCheckFailed(str(self))
 
 
-def first_epoch_check(new_logp, old_logp, mask=None, *, tol: float = 1e-5) -> FirstEpochReport:
+def first_epoch_check(
+    new_logp, old_logp, mask=None, *, tol: float = 1e-5, dims: tuple = ()
+) -> FirstEpochReport:
     """Compare the training pass's log-probs with the rollout's, before any update.
 
     Args:
@@ -76,6 +93,8 @@ def first_epoch_check(new_logp, old_logp, mask=None, *, tol: float = 1e-5) -> Fi
         mask: optional bool array, same shape: which steps count (False on padding and on
             reset steps whose action the environment ignored).
         tol: largest |ratio - 1| accepted (float32 recomputation is exact to ~1e-7).
+        dims: the axes' names, for example ``("step", "env")`` for a (T, B) buffer: the
+            report then says "(env 3, step 41)" instead of an index.
 
     Returns:
         A :class:`FirstEpochReport` with ``max_ratio_dev``, ``approx_kl`` and ``ok``.
@@ -102,4 +121,5 @@ def first_epoch_check(new_logp, old_logp, mask=None, *, tol: float = 1e-5) -> Fi
         worst_index=tuple(int(i) for i in worst),
         n_steps=int(valid.sum()),
         tol=tol,
+        dims=tuple(dims),
     )

@@ -22,12 +22,15 @@ model uses (``None`` means zeros) and ``outputs`` of shape (B, T, K).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from rldebug.diagnostics.memory import MemoryProbe, memory_probe
 
 __all__ = [
     "MemoryProbe",
@@ -40,188 +43,6 @@ __all__ = [
     "rollout_consistency",
     "check_rollout_consistency",
 ]
-
-
-# ---------------------------------------------------------------------------------------
-# memory probe
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class MemoryProbe:
-    """How strongly the output at the last step t depends on the input at t - lag.
-
-    ``sensitivity[k]`` is the mean |d out_t / d in_{t-k}| (method "gradient") or the mean
-    |Δ out_t| when in_{t-k} alone is perturbed (method "perturbation"). ``horizon`` is the
-    largest lag whose sensitivity exceeds ``rel_threshold`` times the peak.
-    """
-
-    lags: np.ndarray
-    sensitivity: np.ndarray
-    method: str = "gradient"
-    rel_threshold: float = 0.01
-    abs_threshold: float = 1e-7
-    label: str = ""
-
-    @property
-    def horizon(self) -> int:
-        """Largest lag at which the output still measurably depends on the input."""
-        peak = float(np.max(self.sensitivity)) if self.sensitivity.size else 0.0
-        threshold = max(self.rel_threshold * peak, self.abs_threshold)
-        above = np.flatnonzero(self.sensitivity > threshold)
-        return int(self.lags[above[-1]]) if above.size else -1
-
-    @property
-    def has_memory(self) -> bool:
-        """True when some input before step t measurably changes the output at t."""
-        return self.horizon > 0
-
-    def __str__(self) -> str:
-        max_lag = int(self.lags[-1])
-        horizon = self.horizon
-        prefix = f"{self.label}: " if self.label else ""
-        if horizon < 0:
-            return f"{prefix}output at t depends on no input at all (sensitivity is zero)"
-        if horizon == 0:
-            return (
-                f"{prefix}output at t depends only on the input at t: no memory "
-                "(a feed-forward net)"
-            )
-        if horizon >= max_lag:
-            return (
-                f"{prefix}output at t depends on inputs at least {max_lag} steps back "
-                f"(the probe's max_lag; sensitivity at lag {max_lag} is "
-                f"{self.sensitivity[-1] / max(self.sensitivity.max(), 1e-30):.1%} of its peak)"
-            )
-        return (
-            f"{prefix}output at t depends on inputs up to {horizon} steps back "
-            f"(sensitivity above {self.rel_threshold:.0%} of its peak)"
-        )
-
-    def plot(self, ax=None, *, logy: bool = True, label: str | None = None):
-        """Sensitivity against lag; returns the matplotlib Figure."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 3))
-        else:
-            fig = ax.figure
-        floor = 1e-12
-        values = np.maximum(self.sensitivity, floor) if logy else self.sensitivity
-        ax.plot(self.lags, values, marker=".", label=label or self.label or self.method)
-        if logy:
-            ax.set_yscale("log")
-            if np.any(self.sensitivity <= floor) and not getattr(ax, "_zero_note", False):
-                ax.annotate(
-                    f"exact zeros drawn at {floor:g}",
-                    (0.99, 0.09),
-                    xycoords="axes fraction",
-                    ha="right",
-                    va="bottom",
-                    fontsize=8,
-                    color="0.4",
-                )
-                ax._zero_note = True
-        ax.set_xlabel("lag k (steps back from t)")
-        what = "|d out_t / d in_{t-k}|" if self.method == "gradient" else "|Δ out_t|"
-        ax.set_ylabel(f"mean {what}")
-        ax.set_title("Memory probe: does the output at t depend on the input at t-k?")
-        if label or self.label:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-
-def _outputs_of(result: Any, where: str) -> torch.Tensor:
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise TypeError(
-            f"{where} must return (outputs, final_state), got {type(result).__name__}; "
-            "wrap your model, e.g. `lambda x, h: model(x, h)`"
-        )
-    outputs = result[0]
-    if not isinstance(outputs, torch.Tensor):
-        raise TypeError(f"{where} returned outputs of type {type(outputs).__name__}, not a Tensor")
-    return outputs
-
-
-def memory_probe(
-    model_fn: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]],
-    input_dim: int,
-    *,
-    seq_len: int = 30,
-    max_lag: int = 20,
-    batch_size: int = 64,
-    method: str = "gradient",
-    seed: int = 0,
-    input_scale: float = 1.0,
-    perturbation: float = 1.0,
-    state: Any = None,
-    rel_threshold: float = 0.01,
-    label: str = "",
-) -> MemoryProbe:
-    """Measure how far back the output at the last step depends on the inputs.
-
-    Feeds random inputs of shape (batch_size, seq_len, input_dim) through
-    ``model_fn(inputs, state) -> (outputs (B, T, K), final_state)`` and measures, for
-    every lag k in 0..max_lag, how much the output at t = seq_len - 1 depends on the
-    input at t - k: the mean absolute gradient (``method="gradient"``) or the mean absolute
-    change of the output when only that input is perturbed (``method="perturbation"``,
-    which also works for models that are not differentiable).
-    """
-    if method not in ("gradient", "perturbation"):
-        raise ValueError(f'method must be "gradient" or "perturbation", got {method!r}')
-    if not 0 <= max_lag < seq_len:
-        raise ValueError(f"need 0 <= max_lag < seq_len, got max_lag={max_lag}, seq_len={seq_len}")
-    if input_dim < 1 or batch_size < 1:
-        raise ValueError(f"input_dim and batch_size must be >= 1, got {input_dim}, {batch_size}")
-    gen = torch.Generator().manual_seed(seed)
-    inputs = input_scale * torch.randn(batch_size, seq_len, input_dim, generator=gen)
-    last = seq_len - 1
-    lags = np.arange(max_lag + 1)
-
-    def check_shape(outputs: torch.Tensor, batch: int) -> None:
-        if outputs.ndim != 3 or outputs.shape[0] != batch or outputs.shape[1] != seq_len:
-            raise ValueError(
-                f"model_fn must return outputs of shape (B, T, K) = ({batch}, {seq_len}, K) "
-                f"for inputs of shape ({batch}, {seq_len}, {input_dim}), got "
-                f"{tuple(outputs.shape)}. Is the model batch_first?"
-            )
-
-    if method == "gradient":
-        inputs.requires_grad_(True)
-        outputs = _outputs_of(model_fn(inputs, state), "model_fn")
-        check_shape(outputs, batch_size)
-        total = torch.zeros(seq_len)
-        n_out = outputs.shape[2]
-        for k in range(n_out):  # one backward pass per output unit: the Jacobian's rows
-            (grad,) = torch.autograd.grad(
-                outputs[:, last, k].sum(), inputs, retain_graph=k < n_out - 1, allow_unused=True
-            )
-            if grad is not None:  # (B, T, D) -> (T,)
-                total += grad.abs().mean(dim=(0, 2)).detach()
-        per_step = (total / n_out).numpy()
-    else:
-        n_copies = max_lag + 1
-        noise = perturbation * torch.randn(batch_size, input_dim, generator=gen)
-        perturbed = inputs.repeat(n_copies + 1, 1, 1)  # copy 0 is unperturbed
-        for lag in lags:  # copy lag + 1 has the input at t - lag perturbed
-            rows = slice((lag + 1) * batch_size, (lag + 2) * batch_size)
-            perturbed[rows, last - lag] += noise
-        with torch.no_grad():
-            outputs = _outputs_of(model_fn(perturbed, state), "model_fn")
-        check_shape(outputs, batch_size * (n_copies + 1))
-        final = outputs[:, last].reshape(n_copies + 1, batch_size, -1)  # (copies, B, K)
-        change = (final[1:] - final[0]).abs().mean(dim=(1, 2))  # (copies,)
-        per_step = np.zeros(seq_len)
-        per_step[last - lags] = change.numpy()
-    sensitivity = np.array([per_step[last - lag] for lag in lags], dtype=float)
-    return MemoryProbe(
-        lags=lags,
-        sensitivity=sensitivity,
-        method=method,
-        rel_threshold=rel_threshold,
-        label=label,
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,8 +126,10 @@ def hidden_state_leak_test(
     Each trial plays a different random "previous episode" (1 to ``episode_len`` steps),
     then a new episode (``episode_start=True`` on its first step) whose first
     ``new_episode_len`` observations are the same in every trial. Without a leak these
-    outputs are identical in every trial. ``policy_step`` must be deterministic: a sampled
-    action or active dropout would look like a leak.
+    outputs are identical in every trial. The global random generators (torch, numpy,
+    ``random``) are reseeded at every new episode and restored afterwards, so a policy
+    that samples draws the same samples in every trial; still, return logits or Q-values
+    where you can: a sampled action hides a small leak.
     """
     if n_trials < 2:
         raise ValueError(f"n_trials must be >= 2 to compare episodes, got {n_trials}")
@@ -323,15 +146,33 @@ def hidden_state_leak_test(
         length = int(torch.randint(1, episode_len + 1, (1,), generator=gen))
         previous.append(obs_scale * torch.randn(length, obs_dim, generator=gen))
 
+    def first_call(obs: torch.Tensor) -> Any:
+        try:
+            return policy_step(obs, True)
+        except (RuntimeError, ValueError, IndexError) as err:
+            raise ValueError(
+                f"policy_step failed on an observation of shape {tuple(obs.shape)}: {err}. "
+                f"Is obs_dim={obs_dim} the size of one observation (batch_dim={batch_dim})?"
+            ) from err
+
     results = []
-    with torch.no_grad():
-        for episode in previous:
-            for t, obs in enumerate(episode):
-                policy_step(obs_of(obs), t == 0)
-            outs = [
-                _flat_output(policy_step(obs_of(obs), t == 0)) for t, obs in enumerate(new_episode)
-            ]
-            results.append(torch.stack(outs))  # (new_episode_len, K)
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        with torch.no_grad():
+            first_call(obs_of(previous[0][0]))
+            for episode in previous:
+                for t, obs in enumerate(episode):
+                    policy_step(obs_of(obs), t == 0)
+                # The same random numbers in every new episode: a policy that samples
+                # (epsilon-greedy, dropout) draws the same samples unless its state leaks.
+                torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+                outs = [
+                    _flat_output(policy_step(obs_of(obs), t == 0))
+                    for t, obs in enumerate(new_episode)
+                ]
+                results.append(torch.stack(outs))  # (new_episode_len, K)
+    finally:
+        torch.set_rng_state(saved[0]), np.random.set_state(saved[1]), random.setstate(saved[2])
     stacked = torch.stack(results)  # (n_trials, new_episode_len, K)
     step_diffs = (stacked - stacked[0]).abs().amax(dim=(0, 2)).numpy()  # (new_episode_len,)
     max_diff = float(step_diffs.max()) if step_diffs.size else 0.0
