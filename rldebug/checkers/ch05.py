@@ -84,24 +84,27 @@ def _first_wrong_step(got, expected):
     return (int(wrong[0, 0]), int(wrong[0, 1])) if len(wrong) else None
 
 
-def _explain_rollout(case, got, expected) -> str:
+def explain_unroll(starts, got, expected) -> str:
+    """Where an unroll first goes wrong (in time), and what the state must be there."""
     found = _first_wrong_step(got, expected)
     if found is None:
-        return "rollout returns (outputs (T, B, H), h_T (B, H)): h_T is the last output."
+        return "Return (outputs (T, B, H), the last state (B, H)): the last state is outputs[-1]."
     t, b = found
-    starts = case["episode_starts"][:, b].nonzero().flatten().tolist()
-    if t == 0:
-        what = (
-            "the very first step: the state it starts from is h0 (zeroed if it starts an episode)"
-        )
-    elif bool(case["episode_starts"][t, b]):
+    episode_starts = starts[:, b].nonzero().flatten().tolist()
+    if bool(starts[t, b]):
         what = "a step that starts an episode: the cell must see a zero state there"
+    elif t == 0:
+        what = "the very first step: the cell must see h0 there"
     else:
         what = "a step inside an episode: the cell must see the state carried from step t - 1"
     return (
         f"The first wrong output is at step {t} of environment {b}, {what}. Episodes of "
-        f"environment {b} start at steps {starts}."
+        f"environment {b} start at steps {episode_starts}."
     )
+
+
+def _explain_rollout(case, got, expected) -> str:
+    return explain_unroll(case["episode_starts"], got, expected)
 
 
 def _compare_rollout(got, expected) -> str | None:

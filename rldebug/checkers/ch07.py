@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from rldebug.agents.drqn import RecurrentQNetwork
 from rldebug.agents.drqn import drqn_loss as _drqn_loss
-from rldebug.checking import Exercise, PlantedBug, compare_outputs
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, type_phrase
 from rldebug.episode_replay import SequenceBatch
 from rldebug.episode_replay import gather_sequences as _reference_gather
 
@@ -163,23 +163,13 @@ def check_gather_sequences(fn, *, seed=None):
 # ---------------------------------------------------------------------------------------
 
 
-def _make_loss_case(rng: np.random.Generator) -> dict:
-    batch, burn_in, steps = (
-        int(rng.integers(3, 6)),
-        int(rng.integers(1, 4)),
-        int(rng.integers(3, 6)),
-    )
-    dim, hidden, length = int(rng.integers(1, 3)), 4, burn_in + steps
-    torch.manual_seed(int(rng.integers(2**31)))
-    q_net = RecurrentQNetwork(dim, 3, hidden, 1)
-    target_net = RecurrentQNetwork(dim, 3, hidden, 1).requires_grad_(False)
-    with torch.no_grad():  # strong recurrent weights: the initial state is remembered for long
-        q_net.w_hh.mul_(4.0)
-        target_net.w_hh.mul_(4.0)
+def _agent_sequences(rng: np.random.Generator, batch: int, burn_in: int, length: int, dim: int,
+                     hidden: int) -> dict:  # fmt: skip
+    """One agent's B sequences of L steps, with the three situations a loss must handle."""
     # each sequence: its episode covers positions [first, last) of the L steps
     first = np.zeros(batch, dtype=int)
     last = np.full(batch, length)
-    first[1] = int(rng.integers(1, burn_in + 1))  # burn-in begins before the episode
+    first[1] = int(rng.integers(1, burn_in + 1)) if burn_in else 0  # burn-in before the episode
     last[2] = int(rng.integers(burn_in + 1, length))  # the episode ends early: padding after
     pos = np.arange(length)[None, :]
     mask = (pos >= first[:, None]) & (pos < last[:, None])  # (B, L)
@@ -190,34 +180,58 @@ def _make_loss_case(rng: np.random.Generator) -> dict:
     terminated[0, int(rng.integers(burn_in, length))] = 1.0
     begins_here = np.zeros(batch, dtype=bool)  # the others began before the sequence did
     begins_here[1] = True
-    state = np.tanh(3.0 * rng.normal(size=(1, batch, hidden)))
-    state[0, 1] = 0.0  # a sequence that starts before its episode starts from zeros
+    state = np.tanh(3.0 * rng.normal(size=(batch, hidden)))
+    state[1] = 0.0  # a sequence that starts before its episode starts from zeros
+    return {
+        "obs": rng.normal(size=(batch, length + 1, dim)) * obs_valid[..., None],
+        "actions": rng.integers(0, 3, size=(batch, length)) * mask,
+        "rewards": rng.normal(size=(batch, length)) * mask,
+        "terminated": terminated * mask,
+        "mask": mask,
+        "episode_start": (obs_pos == first[:, None]) & begins_here[:, None],
+        "initial_state": state,
+    }
+
+
+def _make_loss_case(rng: np.random.Generator) -> dict:
+    agents = 2 if rng.random() < 0.3 else 1
+    batch, steps = int(rng.integers(3, 6)), int(rng.integers(3, 6))
+    burn_in = 0 if rng.random() < 0.3 else int(rng.integers(1, 4))
+    dim, hidden, length = int(rng.integers(1, 3)), 4, burn_in + steps
+    torch.manual_seed(int(rng.integers(2**31)))
+    q_net = RecurrentQNetwork(dim, 3, hidden, agents)
+    target_net = RecurrentQNetwork(dim, 3, hidden, agents).requires_grad_(False)
+    with torch.no_grad():  # strong recurrent weights: the initial state is remembered for long
+        q_net.w_hh.mul_(4.0)
+        target_net.w_hh.mul_(4.0)
+    per_agent = [_agent_sequences(rng, batch, burn_in, length, dim, hidden) for _ in range(agents)]
+    fields = {k: np.stack([a[k] for a in per_agent]) for k in per_agent[0]}
     seq = SequenceBatch(
-        obs=torch.as_tensor(
-            rng.normal(size=(1, batch, length + 1, dim)) * obs_valid[None, ..., None],
-            dtype=torch.float32,
-        ),
-        actions=torch.as_tensor(rng.integers(0, 3, size=(1, batch, length)) * mask[None]),
-        rewards=torch.as_tensor(
-            rng.normal(size=(1, batch, length)) * mask[None], dtype=torch.float32
-        ),
-        terminated=torch.as_tensor(terminated[None] * mask[None]),
-        mask=torch.as_tensor(mask[None]),
-        episode_start=torch.as_tensor(
-            (obs_pos == first[:, None])[None] & begins_here[None, :, None]
-        ),
-        initial_state=torch.as_tensor(state, dtype=torch.float32),
+        obs=torch.as_tensor(fields["obs"], dtype=torch.float32),
+        actions=torch.as_tensor(fields["actions"]),
+        rewards=torch.as_tensor(fields["rewards"], dtype=torch.float32),
+        terminated=torch.as_tensor(fields["terminated"]),
+        mask=torch.as_tensor(fields["mask"]),
+        episode_start=torch.as_tensor(fields["episode_start"]),
+        initial_state=torch.as_tensor(fields["initial_state"], dtype=torch.float32),
     )
     return {
         "q_net": q_net,
         "target_net": target_net,
         "batch": seq,
-        "gamma": float(rng.choice([0.9, 0.95, 0.99])),
+        "gamma": float(rng.choice([0.0, 0.9, 0.95, 0.99])),
         "burn_in": burn_in,
     }
 
 
 def _reference_loss(q_net, target_net, batch, gamma, burn_in):
+    """The chapter's loss: one masked mean over every valid trained step of every agent."""
+    errors, mask = _drqn_loss(q_net, target_net, batch, gamma, burn_in, per_step=True)
+    return errors.sum() / mask.sum()
+
+
+def _mean_per_agent(q_net, target_net, batch, gamma, burn_in):
+    """The library's loss: the sum over agents of each agent's own masked mean."""
     return _drqn_loss(q_net, target_net, batch, gamma, burn_in)
 
 
@@ -312,7 +326,10 @@ def _gradient_signature(loss: torch.Tensor) -> np.ndarray:
 
 def _compare_loss(got, expected) -> str | None:
     if not isinstance(got, torch.Tensor):
-        return f"your loss is a {type(got).__name__}; a scalar torch.Tensor was expected"
+        return (
+            f"your loss is {type_phrase(got)}; a scalar torch.Tensor was expected (a number "
+            "taken out with .item() or numpy carries no gradient)"
+        )
     if got.ndim != 0:
         return (
             f"your loss has shape {tuple(got.shape)}; a scalar was expected (the masked mean "
@@ -322,7 +339,10 @@ def _compare_loss(got, expected) -> str | None:
     if problem:
         return problem
     if got.grad_fn is None:
-        return "your loss carries no gradient (computed under torch.no_grad(), or detached)"
+        return (
+            "your loss has the right value but carries no gradient (built from .item() or "
+            "numpy, detached, or computed under torch.no_grad())"
+        )
     mine, ref = _gradient_signature(got), _gradient_signature(expected)
     if mine.shape != ref.shape or not np.allclose(mine, ref, rtol=1e-3, atol=1e-6):
         return (
@@ -337,7 +357,8 @@ DRQN_LOSS = Exercise(
     reference=_reference_loss,
     make_case=_make_loss_case,
     compare=_compare_loss,
-    n_cases=10,
+    n_cases=20,
+    alternatives=[_mean_per_agent],
     reference_path="rldebug.agents.drqn.drqn_loss",
     bugs=[
         PlantedBug(

@@ -10,6 +10,7 @@ from rldebug.agents.ppo import Minibatch, Rollout
 from rldebug.agents.ppo import gae as _gae_reference
 from rldebug.agents.ppo import sequence_minibatches as _minibatches_reference
 from rldebug.agents.ppo import unroll as _unroll_reference
+from rldebug.checkers.ch05 import explain_unroll
 from rldebug.checking import Exercise, PlantedBug, compare_outputs
 
 
@@ -60,6 +61,15 @@ def _unroll_not_carried(cell, x, h0, starts):
     return torch.stack(outs), outs[-1]
 
 
+def _unroll_detached(cell, x, h0, starts):
+    keep = 1.0 - starts.float().unsqueeze(-1)
+    h, outs = h0, []
+    for t in range(x.shape[0]):
+        h = cell(x[t], h.detach() * keep[t])  # right values; the gradient stops at one step
+        outs.append(h)
+    return torch.stack(outs), h
+
+
 def _compare_unroll(got, expected):
     if not (isinstance(got, tuple) and len(got) == 2):
         return "unroll should return a pair (outputs (T, B, H), last hidden state (B, H))"
@@ -71,6 +81,11 @@ UNROLL = Exercise(
     reference=_unroll_reference,
     make_case=_unroll_case,
     compare=_compare_unroll,
+    explain=lambda case, got, expected: explain_unroll(case["starts"], got, expected),
+    check_gradients=True,
+    answer_name="unroll",
+    grad_hint="Keep h attached from one step to the next (no h.detach(), .data or "
+    "torch.no_grad() inside the loop): the PPO loss backpropagates through the whole unroll.",
     reference_path="rldebug.agents.ppo.unroll",
     bugs=[
         PlantedBug(
@@ -96,6 +111,12 @@ UNROLL = Exercise(
             _unroll_not_carried,
             "Feed the state returned at step t into step t + 1; a zero state at every step "
             "turns the GRU into a feed-forward network.",
+        ),
+        PlantedBug(
+            "the state is detached between steps (the gradient stops after one step)",
+            _unroll_detached,
+            "The values are right, but h.detach() cuts every path from a loss at step t back "
+            "to the steps before it: the GRU cannot learn to remember. Carry h as it is.",
         ),
     ],
 )
@@ -131,8 +152,8 @@ def _gae_case(rng: np.random.Generator) -> dict:
         "terminated": torch.as_tensor(term),
         "truncated": torch.as_tensor(trunc),
         "mask": torch.as_tensor(mask),
-        "gamma": float(rng.choice([0.9, 0.98, 0.99])),
-        "lam": float(rng.choice([0.8, 0.95, 1.0])),
+        "gamma": float(rng.choice([0.0, 0.9, 0.98, 0.99])),
+        "lam": float(rng.choice([0.0, 0.8, 0.95, 1.0])),
     }
 
 
@@ -178,11 +199,42 @@ def _gae_ignores_mask(**case):
     return _gae_generic(**case, bug="ignores_mask")
 
 
+def _explain_gae(case, got, expected) -> str:
+    """What the last wrong step (the first one a backward loop reaches) is, and its rule."""
+    try:
+        wrong = (torch.as_tensor(got).float() - expected).abs() > 1e-4
+    except (TypeError, RuntimeError, ValueError):
+        return ""
+    if wrong.shape != expected.shape or not bool(wrong.any()):
+        return ""
+    t, b = (int(i) for i in wrong.nonzero()[-1])  # largest t: where the backward loop went off
+    flags = {k: bool(case[k][t, b]) for k in ("terminated", "truncated", "mask")}
+    if not flags["mask"]:
+        rule = "a reset step (mask False): the env ignored the action, its advantage is 0"
+    elif flags["truncated"]:
+        rule = (
+            "a truncation (a time limit, not the task, ended the episode): bootstrap from "
+            "values[t + 1], the true final observation, and stop the running sum there. A "
+            "GAE that looks only at `terminated` carries the next episode into this one"
+        )
+    elif flags["terminated"]:
+        rule = "a termination: no bootstrap (values[t + 1] * (1 - terminated[t])), and the running sum stops"
+    elif t == len(expected) - 1:
+        rule = "the last step of the rollout: bootstrap from values[T] and start the sum from 0"
+    else:
+        rule = (
+            "a step inside an episode: delta = r + gamma * values[t + 1] - values[t], "
+            "A_t = delta + gamma * lam * A_{t + 1}"
+        )
+    return f"The last wrong advantage is at step {t} of environment {b}, {rule}."
+
+
 GAE = Exercise(
     name="gae",
     reference=_gae_reference,
     make_case=_gae_case,
     compare=lambda got, exp: compare_outputs(got, exp, rtol=1e-4, atol=1e-5, where="advantages"),
+    explain=_explain_gae,
     reference_path="rldebug.agents.ppo.gae",
     bugs=[
         PlantedBug(
@@ -310,15 +362,42 @@ def _mb_h0_unordered(rollout, advantages, returns, env_order, num_minibatches):
     return out
 
 
+def _column_keys(minibatch) -> list[tuple]:
+    """One key per environment column: its values in every field and its h0 row."""
+    fields = [np.asarray(_to_numbers(getattr(minibatch, n)), dtype=np.float64) for n in _FIELDS]
+    h0 = np.asarray(_to_numbers(minibatch.h0), dtype=np.float64)
+    return [
+        tuple(f[:, j].tobytes() for f in fields) + (h0[j].tobytes(),) for j in range(h0.shape[0])
+    ]
+
+
+def _to_numbers(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
 def _compare_minibatches(got, expected):
+    """Order-free: the groups may come in any order, and the environments inside a group
+    too, as long as every field and h0 keep each environment's column together."""
     if not isinstance(got, (list, tuple)) or len(got) != len(expected):
         n = len(got) if isinstance(got, (list, tuple)) else type(got).__name__
         return f"expected a list of {len(expected)} Minibatch, got {n}"
-    for k, (g, e) in enumerate(zip(got, expected)):
-        problem = compare_outputs(g, e, rtol=0, atol=0, where=f"minibatch[{k}]")
+    wanted = [_column_keys(e) for e in expected]
+    try:
+        have = [_column_keys(g) for g in got]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        have = None
+    if have is not None and sorted(map(sorted, have)) == sorted(map(sorted, wanted)):
+        return None
+    for k, g in enumerate(got):  # report against the reference group it overlaps most
+        overlap = [len(set(have[k]) & set(w)) if have else 0 for w in wanted]
+        best = max(range(len(wanted)), key=lambda i: (overlap[i], i == k))
+        problem = compare_outputs(g, expected[best], rtol=0, atol=0, where=f"minibatch[{k}]")
         if problem:
             return problem
-    return None
+    return (
+        "your minibatches hold whole environment columns but group them differently: "
+        "minibatch k must hold the environments of the k-th chunk of env_order"
+    )
 
 
 def _explain_minibatches(case, got, expected):
