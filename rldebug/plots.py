@@ -144,12 +144,25 @@ def use_book_style() -> None:
     mpl.rcParams.update(BOOK_STYLE)
     try:
         from IPython import get_ipython
-        from matplotlib.figure import Figure
     except ImportError:
         return
     shell = get_ipython()
     if shell is None:
         return
+    # matplotlib loads its backend at the first figure, and the inline backend registers its
+    # figure formatters as it loads: load it now, so that there is something to wrap.
+    plt.close(plt.figure())
+    _wrap_figure_formatters(shell)
+    # The inline backend registers its figure formatters after the cell that loaded it (and
+    # again on `%matplotlib inline`), replacing ours: wrap them again after each cell.
+    if not getattr(shell, "_rldebug_book_style", False):
+        shell.events.register("post_run_cell", lambda *args: _wrap_figure_formatters(shell))
+        shell._rldebug_book_style = True
+
+
+def _wrap_figure_formatters(shell) -> None:
+    from matplotlib.figure import Figure
+
     for mime in ("image/png", "image/svg+xml", "image/jpeg"):
         formatter = shell.display_formatter.formatters[mime]
         try:
