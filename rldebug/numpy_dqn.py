@@ -29,6 +29,7 @@ __all__ = [
     "DQNConfig",
     "Batch",
     "TrainResult",
+    "sample_n_step",
     "dqn_loss_grad",
     "evaluate",
     "train",
@@ -115,7 +116,9 @@ class DQNConfig:
 
     hidden: tuple[int, ...] = (64, 64)
     lr: float = 2.3e-3
+    lr_end: float | None = None  # linear decay to lr_end over total_steps (None: constant)
     gamma: float = 0.99
+    n_step: int = 3  # rewards summed per target; the target bootstraps with gamma**k, k <= n
     batch_size: int = 64
     buffer_size: int = 50_000
     learning_starts: int = 1_000
@@ -139,16 +142,59 @@ class DQNConfig:
         frac = min(1.0, step / self.eps_steps)
         return self.eps_start + frac * (self.eps_end - self.eps_start)
 
+    def learning_rate(self, step: int) -> float:
+        if self.lr_end is None:
+            return self.lr
+        return self.lr + min(1.0, step / self.total_steps) * (self.lr_end - self.lr)
+
 
 class Batch(NamedTuple):
-    """A replay minibatch for every member: arrays with leading shape (E, B)."""
+    """A replay minibatch for every member: arrays with leading shape (E, B).
+
+    With n-step targets, ``reward`` is the discounted sum of up to n rewards, ``next_obs``
+    the observation k <= n steps later, and ``discount`` is gamma**k (gamma when n = 1).
+    """
 
     obs: np.ndarray  # (E, B, 4)
     action: np.ndarray  # (E, B) int
     reward: np.ndarray  # (E, B)
     next_obs: np.ndarray  # (E, B, 4)
     terminated: np.ndarray  # (E, B) float: 1.0 where the episode really ended
+    discount: np.ndarray  # (E, B) gamma**k: how far ahead next_obs is
     mask: np.ndarray  # (E, B) float: 1.0 for every real transition (no padding here)
+
+
+def sample_n_step(buffer: dict, idx: np.ndarray, n_step: int, gamma: float) -> Batch:
+    """A minibatch of n-step transitions starting at buffer positions ``idx`` (E, B).
+
+    Each member has one cart, so its buffer holds its steps in order: the n steps after
+    position i are i, i + 1, ..., i + n - 1. The sum stops at the end of an episode; a
+    terminated one adds no bootstrap, a truncated one bootstraps from its last observation
+    with gamma**k, k being the steps actually summed.
+    """
+    members = np.arange(idx.shape[0])[:, None]  # (E, 1), to index (E, B) samples
+    cap = buffer["reward"].shape[1]
+    ret = np.zeros(idx.shape, dtype=buffer["reward"].dtype)
+    discount = np.ones_like(ret)
+    terminated = np.zeros_like(ret)
+    last = idx.copy()
+    alive = np.ones(idx.shape, dtype=bool)  # still inside the episode that starts at idx
+    for k in range(n_step):
+        j = (idx + k) % cap
+        ret += np.where(alive, discount * buffer["reward"][members, j], 0.0)
+        terminated = np.where(alive, buffer["terminated"][members, j], terminated)
+        last = np.where(alive, j, last)
+        discount = np.where(alive, discount * gamma, discount)
+        alive &= ~buffer["done"][members, j]
+    return Batch(
+        buffer["obs"][members, idx],
+        buffer["action"][members, idx],
+        ret,
+        buffer["next_obs"][members, last],
+        terminated,
+        discount,
+        np.ones(idx.shape, dtype=ret.dtype),
+    )
 
 
 def dqn_loss_grad(
@@ -229,12 +275,14 @@ def train(
     env = VectorCartPole(n, seed=int(seeds[0]) + 7919)
 
     cap = min(cfg.buffer_size, cfg.total_steps)
-    buf_obs = np.zeros((n, cap, 4), dtype=cfg.dtype)
-    buf_next = np.zeros((n, cap, 4), dtype=cfg.dtype)
-    buf_action = np.zeros((n, cap), dtype=np.int64)
-    buf_reward = np.zeros((n, cap), dtype=cfg.dtype)
-    buf_term = np.zeros((n, cap), dtype=cfg.dtype)
-    members = np.arange(n)[:, None]  # (E, 1), to index (E, B) samples
+    buffer = {  # every member's steps in order, (E, cap, ...)
+        "obs": np.zeros((n, cap, 4), dtype=cfg.dtype),
+        "action": np.zeros((n, cap), dtype=np.int64),
+        "reward": np.zeros((n, cap), dtype=cfg.dtype),
+        "next_obs": np.zeros((n, cap, 4), dtype=cfg.dtype),
+        "terminated": np.zeros((n, cap), dtype=cfg.dtype),  # a real end: no bootstrap
+        "done": np.zeros((n, cap), dtype=bool),  # terminated or truncated: the episode ended
+    }
 
     obs = env.reset()
     ep_return = np.zeros(n)
@@ -252,8 +300,10 @@ def train(
         actions = np.where(explore, rng.integers(0, 2, n), q.argmax(axis=-1))
         next_obs, reward, terminated, truncated, final_obs = env.step(actions)
         i = (step - 1) % cap
-        buf_obs[:, i], buf_action[:, i], buf_reward[:, i] = obs, actions, reward
-        buf_next[:, i], buf_term[:, i] = final_obs, terminated  # truncation still bootstraps
+        buffer["obs"][:, i], buffer["action"][:, i], buffer["reward"][:, i] = obs, actions, reward
+        buffer["next_obs"][:, i] = final_obs
+        buffer["terminated"][:, i] = terminated  # truncation still bootstraps
+        buffer["done"][:, i] = terminated | truncated
         ep_return += reward
         for e in np.flatnonzero(terminated | truncated):
             episode_returns[e].append(float(ep_return[e]))
@@ -262,23 +312,20 @@ def train(
 
         # learn: one minibatch per member, all members in one set of numpy calls
         if step >= cfg.learning_starts and step % cfg.train_every == 0:
+            opt.lr = cfg.learning_rate(step)
+            # a start needs its n - 1 next steps stored: the newest n - 1 steps wait
+            oldest, ready = (step % cap, cap) if step > cap else (0, step)
             for _ in range(cfg.updates_per_train):
-                idx = rng.integers(0, min(step, cap), size=(n, cfg.batch_size))  # (E, B)
-                batch = Batch(
-                    buf_obs[members, idx],
-                    buf_action[members, idx],
-                    buf_reward[members, idx],
-                    buf_next[members, idx],
-                    buf_term[members, idx],
-                    np.ones((n, cfg.batch_size), dtype=cfg.dtype),
-                )
+                offset = rng.integers(0, ready - (cfg.n_step - 1), size=(n, cfg.batch_size))
+                idx = (oldest + offset) % cap  # (E, B) buffer positions
+                batch = sample_n_step(buffer, idx, cfg.n_step, cfg.gamma)
                 q_next = target.forward(batch.next_obs, keep=False)  # (E, B, 2), no backward
                 if cfg.double:  # the online net picks a', the target net values it
                     a_next = net.forward(batch.next_obs, keep=False).argmax(axis=-1)
                     v_next = np.take_along_axis(q_next, a_next[..., None], axis=-1)[..., 0]
                 else:
                     v_next = q_next.max(axis=-1)  # (E, B, 2) -> (E, B)
-                y = batch.reward + cfg.gamma * (1.0 - batch.terminated) * v_next
+                y = batch.reward + batch.discount * (1.0 - batch.terminated) * v_next
                 q = net.forward(batch.obs)  # (E, B, 2), keeps activations for backward
                 loss, grad_q = dqn_loss_grad(q, batch.action, y, batch.mask, cfg.bugs)
                 net.backward(grad_q)

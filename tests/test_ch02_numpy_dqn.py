@@ -6,7 +6,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rldebug.numpy_dqn import DQNConfig, VectorCartPole, dqn_loss_grad, evaluate, train
+from rldebug.numpy_dqn import (
+    DQNConfig,
+    VectorCartPole,
+    dqn_loss_grad,
+    evaluate,
+    sample_n_step,
+    train,
+)
 from rldebug.numpy_mlp import MLP, Bugs
 
 
@@ -71,3 +78,63 @@ def test_evaluate_shape():
     net = MLP([4, 8, 2], n_members=3, rng=np.random.default_rng(0), dtype=np.float32)
     returns = evaluate(net, n_episodes=4, seed=0)
     assert returns.shape == (3, 4) and (returns >= 8).all() and (returns <= 500).all()
+
+
+def _random_buffer(rng, n_members, cap):
+    """Consecutive steps of one cart per member, with random ends (terminated or truncated)."""
+    terminated = rng.random((n_members, cap)) < 0.15
+    truncated = (rng.random((n_members, cap)) < 0.1) & ~terminated
+    return {
+        "obs": rng.normal(size=(n_members, cap, 4)).astype(np.float32),
+        "action": rng.integers(0, 2, (n_members, cap)),
+        "reward": rng.integers(-2, 3, (n_members, cap)).astype(np.float32),
+        "next_obs": rng.normal(size=(n_members, cap, 4)).astype(np.float32),
+        "terminated": terminated.astype(np.float32),
+        "done": terminated | truncated,
+    }
+
+
+@pytest.mark.parametrize("n_step", [1, 2, 3, 5])
+def test_n_step_batch_matches_a_step_by_step_sum(n_step):
+    rng, gamma, cap = np.random.default_rng(n_step), 0.9, 40
+    buffer = _random_buffer(rng, 3, cap)
+    idx = rng.integers(0, cap, (3, 16))  # (E, B); positions near the end wrap around
+    batch = sample_n_step(buffer, idx, n_step, gamma)
+    for e in range(3):
+        for b in range(16):
+            ret, discount, j = 0.0, 1.0, idx[e, b]
+            for k in range(n_step):  # walk forward until n steps or the episode's end
+                j = (idx[e, b] + k) % cap
+                ret += discount * buffer["reward"][e, j]
+                discount *= gamma
+                if buffer["done"][e, j]:
+                    break
+            assert batch.reward[e, b] == pytest.approx(ret, rel=1e-5)
+            assert batch.discount[e, b] == pytest.approx(discount, rel=1e-6)
+            assert batch.terminated[e, b] == buffer["terminated"][e, j]
+            np.testing.assert_array_equal(batch.next_obs[e, b], buffer["next_obs"][e, j])
+            np.testing.assert_array_equal(batch.obs[e, b], buffer["obs"][e, idx[e, b]])
+
+
+def test_one_step_batch_is_the_plain_transition():
+    rng = np.random.default_rng(0)
+    buffer = _random_buffer(rng, 2, 30)
+    idx = rng.integers(0, 30, (2, 8))
+    batch = sample_n_step(buffer, idx, 1, 0.99)
+    members = np.arange(2)[:, None]
+    np.testing.assert_array_equal(batch.reward, buffer["reward"][members, idx])
+    np.testing.assert_array_equal(batch.next_obs, buffer["next_obs"][members, idx])
+    np.testing.assert_allclose(batch.discount, 0.99)
+
+
+def test_truncated_window_bootstraps_with_the_steps_it_summed():
+    buffer = _random_buffer(np.random.default_rng(1), 1, 10)
+    buffer["reward"][:] = 1.0
+    buffer["done"][:] = False
+    buffer["terminated"][:] = 0.0
+    buffer["done"][0, 4] = True  # a time limit after position 4: not terminated
+    batch = sample_n_step(buffer, np.array([[3]]), 3, 0.5)
+    assert batch.reward[0, 0] == pytest.approx(1.5)  # positions 3 and 4 only
+    assert batch.discount[0, 0] == pytest.approx(0.25)  # bootstraps two steps ahead
+    assert batch.terminated[0, 0] == 0.0
+    np.testing.assert_array_equal(batch.next_obs[0, 0], buffer["next_obs"][0, 4])
