@@ -23,6 +23,7 @@ planted bug by name.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "Exercise",
     "compare_outputs",
     "describe",
+    "forced_edge",
     "not_implemented_stub",
     "type_phrase",
 ]
@@ -53,6 +55,17 @@ class PlantedBug:
     name: str
     fn: Callable[..., Any]
     hint: str = ""
+
+
+def forced_edge(case_index: int, edges: Sequence[str]) -> str | None:
+    """The edge case number ``case_index`` of a check must show, or None.
+
+    Cases 1, 3, 5, ... show ``edges`` in turn, so that every edge occurs in every check
+    (given at least ``2 * len(edges)`` cases); the other cases are drawn freely and may show
+    edges at random too. A generator that takes ``case_index`` uses this.
+    """
+    k = case_index // 2
+    return edges[k] if case_index % 2 == 1 and k < len(edges) else None
 
 
 def not_implemented_stub(*args: Any, **kwargs: Any) -> Any:
@@ -332,7 +345,8 @@ class Exercise:
     ``grad_inputs`` names the arguments that arrive as the output of a network (each call
     gets its own copy, attached to a fresh graph); with ``check_gradients`` the gradients
     with respect to them and to the arguments' network weights are compared, and
-    ``grad_hint`` adds the exercise's usual reason for a wrong gradient. ``alternatives``
+    ``grad_hint`` adds the exercise's usual reason for a wrong gradient; ``answer_name``
+    and ``answer_parts`` name the answer and its tensors in messages. ``alternatives``
     are other correct conventions (for example one mean per agent instead of one mean over
     all): an answer that matches one of them in every respect passes.
     """
@@ -349,7 +363,14 @@ class Exercise:
     check_gradients: bool = False
     grad_hint: str = ""
     answer_name: str = "answer"
+    answer_parts: Sequence[str] = ()
     alternatives: Sequence[Callable[..., Any]] = ()
+
+    def nth_case(self, rng: np.random.Generator, case_index: int) -> dict[str, Any]:
+        """Case number ``case_index`` of a check (generators may force edges by index)."""
+        if "case_index" in inspect.signature(self.make_case).parameters:
+            return self.make_case(rng, case_index=case_index)
+        return self.make_case(rng)
 
     def _run(self, fn: Callable[..., Any], case: dict[str, Any]) -> _Outcome:
         """Call ``fn`` on its own copy of ``case``; note its gradients and side effects."""
@@ -371,13 +392,15 @@ class Exercise:
 
     def _gradient_problem(self, got: _Outcome, expected: _Outcome) -> str | None:
         what = self.answer_name
-        pairs = zip(_float_tensors(got.output), _float_tensors(expected.output))
-        if any(e.requires_grad and not g.requires_grad for g, e in pairs):
-            return (
-                f"your {what} has the right values but carries no gradient: it was built "
-                f"from numbers cut off from the graph {_DETACHED}, so a backward pass "
-                "through it changes nothing"
-            )
+        pairs = list(zip(_float_tensors(got.output), _float_tensors(expected.output)))
+        for i, (g, e) in enumerate(pairs):
+            if e.requires_grad and not g.requires_grad:
+                part = "" if len(pairs) == 1 else self._part_name(i) + " of "
+                return (
+                    f"the {part}your {what} has the right values but carries no gradient: it "
+                    f"was built from numbers cut off from the graph {_DETACHED}, so a "
+                    "backward pass through it changes nothing"
+                ).replace("the your", "your")
         for source, wanted in (expected.grads or {}).items():
             mine = (got.grads or {}).get(source)
             if _gradients_match(mine, wanted):
@@ -400,6 +423,16 @@ class Exercise:
             )
         return None
 
+    def _part_name(self, i: int) -> str:
+        return self.answer_parts[i] if i < len(self.answer_parts) else f"tensor number {i}"
+
+    def _compare(self, got: Any, expected: Any) -> str | None:
+        """``compare``, with a sentence instead of a crash (a graph broken by an in-place edit)."""
+        try:
+            return self.compare(got, expected)
+        except RuntimeError as err:
+            return f"your {self.answer_name} cannot be compared: {str(err).splitlines()[0]}"
+
     def _fail_on_call(self, err: Exception, case: dict[str, Any]) -> CheckFailed:
         if isinstance(err, NotImplementedError):
             return CheckFailed(
@@ -419,8 +452,8 @@ class Exercise:
             )
         rng = np.random.default_rng(seed)  # seed=None: fresh cases on every run
         n = self.n_cases if n_cases is None else n_cases
-        for _ in range(n):
-            case = self.make_case(rng)
+        for index in range(n):
+            case = self.nth_case(rng, index)
             expected = self._run(self.reference, case)
             try:
                 got = self._run(fn, case)
@@ -451,11 +484,11 @@ class Exercise:
     def _verdict(self, case: dict[str, Any], got: _Outcome, expected: _Outcome) -> None:
         """Raise :class:`CheckFailed` unless ``got`` is right in value, effects and gradient."""
         side_effect = (
-            f"Your function also changed its argument `{got.changed}` in place.\n  "
+            f"{self.name} also changes its argument `{got.changed}` in place.\n  "
             if got.changed
             else ""
         )
-        problem = self.compare(got.output, expected.output)
+        problem = self._compare(got.output, expected.output)
         by_gradient = False
         if problem is None and got.changed:
             bug = self._identify(case, got, None, changed=got.changed)
@@ -489,7 +522,10 @@ class Exercise:
             )
         extra = self.grad_hint if by_gradient else ""
         if not by_gradient and self.explain:
-            extra = self.explain(case, got.output, expected.output)
+            try:
+                extra = self.explain(case, got.output, expected.output)
+            except RuntimeError:  # an answer whose graph was broken by an in-place edit
+                extra = ""
         raise CheckFailed(
             f"{self.name} gives a wrong answer on a random case.\n  {problem}.\n"
             + (f"  {extra}\n" if extra else "")
@@ -512,7 +548,7 @@ class Exercise:
                 bug_out = self._run(bug.fn, case)
             except Exception:  # a bug may crash on inputs the reader's code survives
                 continue
-            if self.compare(got.output, bug_out.output) is not None:
+            if self._compare(got.output, bug_out.output) is not None:
                 continue
             if changed is not None and bug_out.changed != changed:
                 continue

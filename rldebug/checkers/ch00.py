@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from rldebug.checking import Exercise, PlantedBug
+from rldebug.checking import Exercise, PlantedBug, forced_edge
 from rldebug.returns import discounted_returns as _reference
 
+EDGES = ("integer rewards", "gamma = 0", "no dones")
 
-def _make_case(rng: np.random.Generator) -> dict:
+
+def _make_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, EDGES)
     length = int(rng.integers(1, 30))
-    if rng.random() < 0.35:  # whole-number rewards, as in most environments (and the chapter)
+    if edge == "integer rewards" or rng.random() < 0.35:  # as in most environments
         rewards = rng.integers(-2, 4, size=length).tolist()
     else:
         rewards = rng.normal(size=length).round(2).tolist()
     dones = (rng.random(length) < 0.15).tolist()
-    with_boundaries = rng.random() < 0.7
+    with_boundaries = edge != "no dones" and rng.random() < 0.7
     return {
         "rewards": rewards,
-        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
         "dones": dones if with_boundaries else None,
     }
 

@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import torch
 
-from rldebug.checking import Exercise, PlantedBug, compare_outputs, type_phrase
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge, type_phrase
 from rldebug.qlearning import copy_trick_loss as _copy_trick_reference
 from rldebug.qlearning import masked_q_loss as _masked_reference
 from rldebug.qlearning import td_target as _td_reference
@@ -37,12 +37,16 @@ def _tensor(rng: np.random.Generator, *shape: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _td_case(rng: np.random.Generator) -> dict:
-    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 33))
+TD_EDGES = ("batch of 1", "all terminated", "gamma = 0")
+
+
+def _td_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, TD_EDGES)
+    batch = 1 if edge == "batch of 1" or rng.random() < 0.25 else int(rng.integers(2, 33))
     n_actions = int(rng.integers(2, 7))
     terminated = (rng.random(batch) < 0.25).astype(np.float32)
     truncated = ((rng.random(batch) < 0.25) & (terminated == 0)).astype(np.float32)
-    if rng.random() < 0.25:  # a batch in which every episode ended for real
+    if edge == "all terminated" or rng.random() < 0.25:  # every episode ended for real
         terminated[:], truncated[:] = 1.0, 0.0
     elif batch > 1:
         terminated[-1], truncated[-1] = 1.0, 0.0  # at least one real end...
@@ -54,7 +58,7 @@ def _td_case(rng: np.random.Generator) -> dict:
         "next_q_values": next_q.requires_grad_(True),
         "terminated": torch.from_numpy(terminated),
         "truncated": torch.from_numpy(truncated),
-        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])),
     }
 
 
@@ -147,8 +151,9 @@ class _LossCase(dict):
         return {"q_values": leaf * 1.0, **fresh}  # "* 1.0": an output, not a leaf
 
 
-def _loss_case(rng: np.random.Generator) -> dict:
-    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 33))
+def _loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, ("batch of 1",))
+    batch = 1 if edge or rng.random() < 0.25 else int(rng.integers(2, 33))
     n_actions = int(rng.integers(2, 7))
     return _LossCase(
         q_values=_tensor(rng, batch, n_actions),

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rldebug.agents.dqn import dqn_loss as _reference_loss
-from rldebug.checking import CheckFailed, Exercise, PlantedBug, compare_outputs
+from rldebug.checking import CheckFailed, Exercise, PlantedBug, compare_outputs, forced_edge
 from rldebug.nets import q_network
 from rldebug.replay import Transitions
 from rldebug.replay import sample_from_rollout as _reference_sample
@@ -30,8 +30,11 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _rollout_case(rng: np.random.Generator) -> dict:
+def _rollout_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, ("batch of 1", "one env"))
     T, N, D = int(rng.integers(12, 40)), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    if edge == "one env":
+        N = 1
     obs = rng.normal(size=(T + 1, N, D)).round(3).astype(np.float32)
     terminated = rng.random((T, N)) < 0.12
     truncated = (rng.random((T, N)) < 0.06) & ~terminated
@@ -47,7 +50,7 @@ def _rollout_case(rng: np.random.Generator) -> dict:
     # sometimes the batch is larger than what is stored: sampling must still work
     batch_size = int(rng.integers(n_valid + 1, 2 * n_valid + 2) if rng.random() < 0.4
                      else rng.integers(4, max(5, n_valid // 2)))  # fmt: skip
-    if rng.random() < 0.1:
+    if edge == "batch of 1" or rng.random() < 0.1:
         batch_size = 1
     return {
         "obs": obs,
@@ -260,15 +263,19 @@ class _LossAndGrads(NamedTuple):
     target_grad: Any  # same for the target net: must be zero
 
 
-def _loss_case(rng: np.random.Generator) -> dict:
+DQN_EDGES = ("batch of 1", "all terminated", "gamma = 0")
+
+
+def _loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, DQN_EDGES)
     torch.manual_seed(int(rng.integers(2**31)))
-    B = 1 if rng.random() < 0.25 else int(rng.integers(8, 40))
+    B = 1 if edge == "batch of 1" or rng.random() < 0.2 else int(rng.integers(8, 40))
     D, A = int(rng.integers(2, 6)), int(rng.integers(2, 5))
     q_net = q_network((D,), A, hidden=(16,))
     target_net = q_network((D,), A, hidden=(16,))  # different weights: a lagging copy
     terminated = rng.random(B) < 0.25
     truncated = (rng.random(B) < 0.2) & ~terminated
-    if rng.random() < 0.25:  # every episode in the batch ended for real
+    if edge == "all terminated" or rng.random() < 0.2:  # every episode ended for real
         terminated[:], truncated[:] = True, False
     elif B > 1:  # both kinds of ending
         terminated[0], truncated[1] = True, True
@@ -285,7 +292,7 @@ def _loss_case(rng: np.random.Generator) -> dict:
         "q_net": q_net,
         "target_net": target_net,
         "batch": batch,
-        "gamma": float(rng.choice([0.0, 0.9, 0.99, 0.99])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.9, 0.99, 0.99])),
     }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rldebug.checking import Exercise, PlantedBug, compare_outputs
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge
 from rldebug.recurrent import masked_sequence_loss as _reference_loss
 from rldebug.recurrent import rollout_with_resets as _reference_rollout
 
@@ -15,8 +15,10 @@ from rldebug.recurrent import rollout_with_resets as _reference_rollout
 # ---------------------------------------------------------------------------------------
 
 
-def _make_rollout_case(rng: np.random.Generator) -> dict:
+def _make_rollout_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     steps, batch = int(rng.integers(3, 12)), int(rng.integers(1, 5))
+    if forced_edge(case_index, ("batch of 1",)):
+        batch = 1
     in_dim, hidden = int(rng.integers(1, 5)), int(rng.integers(2, 6))
     torch.manual_seed(int(rng.integers(2**31)))
     cell = nn.GRUCell(in_dim, hidden)
@@ -128,6 +130,7 @@ ROLLOUT = Exercise(
     n_cases=10,
     check_gradients=True,
     answer_name="rollout",
+    answer_parts=("outputs", "last state h_T"),
     grad_hint="Keep h attached from one step to the next (no h.detach(), .data or "
     "torch.no_grad() inside the loop): training backpropagates through the whole unroll.",
     reference_path="rldebug.recurrent.rollout_with_resets",
@@ -175,11 +178,12 @@ def check_rollout(fn, *, seed=None):
 # ---------------------------------------------------------------------------------------
 
 
-def _make_loss_case(rng: np.random.Generator) -> dict:
-    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+def _make_loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, ("batch of 1", "no padding"))
+    batch = 1 if edge == "batch of 1" or rng.random() < 0.2 else int(rng.integers(2, 6))
     steps = int(rng.integers(4, 12))
     lengths = rng.integers(1, steps + 1, size=batch)
-    if rng.random() < 0.25:  # every sequence is full length: no padding at all
+    if edge == "no padding" or rng.random() < 0.2:  # every sequence is full length
         lengths[:] = steps
     elif batch > 1:
         lengths[int(rng.integers(batch))] = int(rng.integers(1, max(2, steps // 2)))  # short

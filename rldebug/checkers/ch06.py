@@ -7,17 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from rldebug.agents.reinforce import GRUPolicy, episode_log_probs, reinforce_loss
-from rldebug.checking import Exercise, PlantedBug
+from rldebug.checking import Exercise, PlantedBug, forced_edge
 
 # ----------------------------------------------------------------------------------------
 # Exercise 1: the REINFORCE loss over a padded batch of episodes
 # ----------------------------------------------------------------------------------------
 
 
-def _padded_lengths(rng: np.random.Generator, batch: int, steps: int) -> np.ndarray:
-    """Episode lengths of a batch padded to its longest; sometimes without any padding."""
+def _padded_lengths(rng: np.random.Generator, batch: int, steps: int, full: bool) -> np.ndarray:
+    """Episode lengths of a batch padded to its longest; without any padding if ``full``."""
     lengths = rng.integers(1, steps + 1, size=batch)
-    if rng.random() < 0.25:
+    if full:
         lengths[:] = steps  # every episode ran to the end of the batch: no padding
     elif batch > 1:  # one short episode
         lengths[(rng.integers(batch - 1) + 1 + np.argmax(lengths)) % batch] = rng.integers(1, steps)
@@ -25,22 +25,28 @@ def _padded_lengths(rng: np.random.Generator, batch: int, steps: int) -> np.ndar
     return lengths
 
 
-def _loss_case(rng: np.random.Generator) -> dict:
-    batch = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+LOSS_EDGES = ("batch of 1", "no padding", "log-probs on padding", "gamma = 0")
+
+
+def _loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, LOSS_EDGES)
+    batch = 1 if edge == "batch of 1" or rng.random() < 0.2 else int(rng.integers(2, 6))
     steps = int(rng.integers(3, 12))
-    lengths = _padded_lengths(rng, batch, steps)
+    lengths = _padded_lengths(rng, batch, steps, edge == "no padding" or rng.random() < 0.2)
+    if edge == "log-probs on padding":
+        lengths[0] = rng.integers(1, steps)  # at least one padded step to hold them
     mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
     # After an episode ends the vector env has already started the next one: the padding
     # holds real rewards of another episode. Only the mask says they do not belong here.
     rewards = rng.normal(1.0, 1.0, size=(batch, steps)).astype(np.float32)
     log_probs = -rng.exponential(0.7, size=(batch, steps)).astype(np.float32)
-    if rng.random() < 0.5:  # log-probs zeroed on the padding, as episode_log_probs returns
-        log_probs *= mask  # them; otherwise the padding holds whatever the network said
+    if edge != "log-probs on padding" and rng.random() < 0.5:  # zeroed on the padding, as
+        log_probs *= mask  # episode_log_probs returns them; else what the network said
     return {
         "log_probs": torch.from_numpy(log_probs),
         "rewards": torch.from_numpy(rewards),
         "mask": torch.from_numpy(mask),
-        "gamma": float(rng.choice([0.0, 0.5, 0.9, 0.99])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.5, 0.9, 0.99])),
     }
 
 
@@ -188,8 +194,9 @@ REINFORCE_LOSS = Exercise(
 # ----------------------------------------------------------------------------------------
 
 
-def _log_probs_case(rng: np.random.Generator) -> dict:
-    n = 1 if rng.random() < 0.25 else int(rng.integers(2, 5))
+def _log_probs_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, ("batch of 1", "no padding"))
+    n = 1 if edge == "batch of 1" or rng.random() < 0.2 else int(rng.integers(2, 5))
     steps = int(rng.integers(3, 10))
     obs_dim, hidden = int(rng.integers(2, 5)), int(rng.integers(3, 9))
     torch.manual_seed(int(rng.integers(2**31)))
@@ -197,7 +204,7 @@ def _log_probs_case(rng: np.random.Generator) -> dict:
     with torch.no_grad():  # larger recurrent weights: the past matters visibly
         policy.gru.weight_hh_l0.mul_(3.0)
         policy.head.weight.mul_(3.0)
-    lengths = _padded_lengths(rng, n, steps)
+    lengths = _padded_lengths(rng, n, steps, edge == "no padding" or rng.random() < 0.2)
     mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
     return {
         "policy": policy,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from rldebug.agents.drqn import RecurrentQNetwork
 from rldebug.agents.drqn import drqn_loss as _drqn_loss
-from rldebug.checking import Exercise, PlantedBug, compare_outputs, type_phrase
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge, type_phrase
 from rldebug.episode_replay import SequenceBatch
 from rldebug.episode_replay import gather_sequences as _reference_gather
 
@@ -193,10 +193,14 @@ def _agent_sequences(rng: np.random.Generator, batch: int, burn_in: int, length:
     }
 
 
-def _make_loss_case(rng: np.random.Generator) -> dict:
-    agents = 2 if rng.random() < 0.3 else 1
+LOSS_EDGES = ("several agents", "burn_in = 0", "gamma = 0")
+
+
+def _make_loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, LOSS_EDGES)
+    agents = 2 if edge == "several agents" or rng.random() < 0.25 else 1
     batch, steps = int(rng.integers(3, 6)), int(rng.integers(3, 6))
-    burn_in = 0 if rng.random() < 0.3 else int(rng.integers(1, 4))
+    burn_in = 0 if edge == "burn_in = 0" or rng.random() < 0.25 else int(rng.integers(1, 4))
     dim, hidden, length = int(rng.integers(1, 3)), 4, burn_in + steps
     torch.manual_seed(int(rng.integers(2**31)))
     q_net = RecurrentQNetwork(dim, 3, hidden, agents)
@@ -219,7 +223,7 @@ def _make_loss_case(rng: np.random.Generator) -> dict:
         "q_net": q_net,
         "target_net": target_net,
         "batch": seq,
-        "gamma": float(rng.choice([0.0, 0.9, 0.95, 0.99])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.9, 0.95, 0.99])),
         "burn_in": burn_in,
     }
 

@@ -11,12 +11,14 @@ from rldebug.agents.ppo import gae as _gae_reference
 from rldebug.agents.ppo import sequence_minibatches as _minibatches_reference
 from rldebug.agents.ppo import unroll as _unroll_reference
 from rldebug.checkers.ch05 import explain_unroll
-from rldebug.checking import Exercise, PlantedBug, compare_outputs
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge
 
 
 # ----------------------------------------------------------------------------- exercise 1
-def _unroll_case(rng: np.random.Generator) -> dict:
+def _unroll_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     t, b = int(rng.integers(3, 12)), int(rng.integers(1, 6))
+    if forced_edge(case_index, ("batch of 1",)):
+        b = 1
     n_in, hidden = int(rng.integers(1, 5)), int(rng.integers(2, 7))
     torch.manual_seed(int(rng.integers(2**31)))
     cell = nn.GRUCell(n_in, hidden)
@@ -84,6 +86,7 @@ UNROLL = Exercise(
     explain=lambda case, got, expected: explain_unroll(case["starts"], got, expected),
     check_gradients=True,
     answer_name="unroll",
+    answer_parts=("outputs", "last state"),
     grad_hint="Keep h attached from one step to the next (no h.detach(), .data or "
     "torch.no_grad() inside the loop): the PPO loss backpropagates through the whole unroll.",
     reference_path="rldebug.agents.ppo.unroll",
@@ -139,8 +142,14 @@ def _episodes(rng: np.random.Generator, t: int, b: int, p_end: float = 0.2):
     return term, trunc, mask
 
 
-def _gae_case(rng: np.random.Generator) -> dict:
+GAE_EDGES = ("one env", "gamma = 0", "lambda = 0")
+
+
+def _gae_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, GAE_EDGES)
     t, b = int(rng.integers(6, 16)), int(rng.integers(1, 5))
+    if edge == "one env":
+        b = 1
     term, trunc, mask = _episodes(rng, t, b)
     trunc[int(rng.integers(0, t - 2)), 0] = True  # at least one truncation (if not masked)
     trunc[:, 0] &= mask[:, 0]
@@ -152,8 +161,8 @@ def _gae_case(rng: np.random.Generator) -> dict:
         "terminated": torch.as_tensor(term),
         "truncated": torch.as_tensor(trunc),
         "mask": torch.as_tensor(mask),
-        "gamma": float(rng.choice([0.0, 0.9, 0.98, 0.99])),
-        "lam": float(rng.choice([0.0, 0.8, 0.95, 1.0])),
+        "gamma": 0.0 if edge == "gamma = 0" else float(rng.choice([0.0, 0.9, 0.98, 0.99])),
+        "lam": 0.0 if edge == "lambda = 0" else float(rng.choice([0.0, 0.8, 0.95, 1.0])),
     }
 
 
@@ -267,9 +276,9 @@ GAE = Exercise(
 
 
 # ----------------------------------------------------------------------------- exercise 3
-def _minibatch_case(rng: np.random.Generator) -> dict:
+def _minibatch_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     m = int(rng.choice([2, 3, 4]))
-    b = m * int(rng.integers(1, 4))
+    b = m * (1 if forced_edge(case_index, ("one env per minibatch",)) else int(rng.integers(1, 4)))
     t = m * int(rng.integers(2, 5))
     d, hidden = int(rng.integers(1, 4)), int(rng.integers(2, 5))
     term, trunc, mask = _episodes(rng, t, b)
