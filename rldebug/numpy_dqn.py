@@ -247,6 +247,7 @@ class TrainResult(NamedTuple):
     losses: np.ndarray  # (n_updates, E) mean Huber loss of every update
     solved_step: np.ndarray  # (E,) first step with two evaluations >= solved_at in a row; -1
     steps: int  # environment steps taken per member
+    last_net: MLP  # the networks as they were when training stopped, before any restore
 
 
 def train(
@@ -354,6 +355,7 @@ def train(
             break
     if bar is not None:
         bar.close()
+    last_net = net.clone()
     restore = solved_step >= 0 if cfg.keep_solved_checkpoint else np.zeros(n, dtype=bool)
     for e in np.flatnonzero(restore):  # restore each solved member's checkpoint
         for saved, p in zip(best, net.params):
@@ -366,4 +368,5 @@ def train(
         np.array(losses).reshape(-1, n),
         solved_step,
         steps,
+        last_net,
     )

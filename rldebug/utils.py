@@ -70,3 +70,26 @@ def show_benchmark(name: str, results: str = "../benchmarks/results") -> None:
         display(Markdown(table.read_text()))
     else:
         display(Markdown(f"(`{table}` is missing: the scripts in `benchmarks/` write it)"))
+
+
+def show_claims(chapter: str, results: str = "../benchmarks/results") -> None:
+    """Display the rows of the claims table (``claims.md``) that belong to ``chapter``.
+
+    The table, written by ``benchmarks/claims.py``, gives each learning claim's threshold,
+    its rate on held-out seeds under three sets of CPU kernels, and the chance that a
+    reader's run fails it.
+    """
+    from pathlib import Path
+
+    from IPython.display import Markdown, display
+
+    table = Path(results) / "claims.md"
+    if not table.exists():
+        display(Markdown(f"(`{table}` is missing: `benchmarks/claims.py` writes it)"))
+        return
+    lines = table.read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| chapter"))
+    rows = [line for line in lines[header + 2 :] if line.startswith(f"| {chapter} |")]
+    if not rows:
+        raise ValueError(f"the claims table has no row for {chapter!r}")
+    display(Markdown("\n".join(lines[header : header + 2] + rows)))
