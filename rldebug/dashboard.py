@@ -86,6 +86,15 @@ def plot_dashboard(results: Any, title: str = "", figsize=FIGSIZE):
     ``results`` is a :class:`~rldebug.agents.dqn.DQNResult`, a list of them, or a dict
     ``{label: result}``. Returns the matplotlib Figure.
     """
+    if {c.__module__.split(".")[0] for c in type(results).__mro__} & {
+        "stable_baselines3",
+        "sb3_contrib",
+    }:
+        raise TypeError(
+            f"a stable-baselines3 {type(results).__name__} keeps no training history: train it "
+            "with callback=rldebug.integrations.sb3.DQNDashboard() and pass the callback's "
+            ".history to plot_dashboard"
+        )
     if isinstance(results, Mapping):
         runs = dict(results)
     elif isinstance(results, (list, tuple)):
@@ -117,7 +126,12 @@ class Dashboard:
         self._handle = None
         self._calls = 0
 
-    def __call__(self, result: Any) -> None:
+    def __call__(self, result: Any, *sb3_globals: Any) -> None:
+        if sb3_globals or isinstance(result, dict):  # called as an SB3 callback(locals, globals)
+            raise TypeError(
+                "Dashboard is a callback for rldebug's own dqn.train; for a stable-baselines3 "
+                "model use model.learn(..., callback=rldebug.integrations.sb3.DQNDashboard())"
+            )
         self._calls += 1
         finished = result.final_eval is not None
         if self._calls % self.every and not finished:

@@ -218,8 +218,12 @@ def run_all_diagnostics(agent: Any, *, seed: int = 0) -> dict[str, Finding]:
     torch.manual_seed(seed)
     findings = {}
     for name, (hooks, check) in _CHECKS.items():
-        if not all(hasattr(agent, hook) for hook in hooks):
-            findings[name] = Finding(name, applicable=False)
+        missing = [hook for hook in hooks if not hasattr(agent, hook)]
+        if missing:
+            needs = ", ".join(f"agent.{hook}" for hook in missing)
+            findings[name] = Finding(
+                name, applicable=False, summary=f"not applicable: needs {needs}"
+            )
             continue
         is_flagged, summary, report = check(agent)
         findings[name] = Finding(name, True, bool(is_flagged), summary, report)
