@@ -30,6 +30,9 @@ CHROMIUM = Path(os.environ.get("RLDEBUG_CHROMIUM", "/usr/bin/chromium"))
 BIN = Path(sys.executable).parent
 
 _BUILD: dict[str, object] = {}
+# A book already built (for instance by scripts/build_book.sh): the browser tests read it as it
+# is, instead of building the book again. Unset, the tests build it themselves.
+PREBUILT = os.environ.get("RLDEBUG_BOOK_HTML")
 
 
 def pytest_configure(config):
@@ -69,7 +72,7 @@ def pytest_unconfigure(config):
 
 
 def _start_book_build() -> None:
-    if "process" in _BUILD:
+    if "process" in _BUILD or PREBUILT:
         return
     BUILD.mkdir(exist_ok=True)
     log = BUILD_LOG.open("w")
@@ -130,6 +133,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def book_html() -> Path:
     """The book built with warnings as errors (started in the background at collection)."""
+    if PREBUILT:
+        html = Path(PREBUILT)
+        assert (html / "index.html").exists(), f"RLDEBUG_BOOK_HTML={PREBUILT}: no index.html"
+        return html
     _start_book_build()
     process = _BUILD["process"]
     assert isinstance(process, subprocess.Popen)

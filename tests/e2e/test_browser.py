@@ -23,12 +23,9 @@ PAGES = toc_files()
 CHAPTERS = [page for page in PAGES if page.startswith("solutions/")]
 
 # External requests a page may make, each with its reason. They fail in the closed test
-# network; their console errors are the only ones allowed. Keep this list short.
-ALLOWED_EXTERNAL_HOSTS = {
-    # MathJax renders the TeX in the prose; readers of the online book load it from its CDN.
-    # Offline, the formulas stay as TeX source, which is still readable.
-    "cdn.jsdelivr.net": "MathJax (sphinx.ext.mathjax's default mathjax_path)",
-}
+# network; their console errors are the only ones allowed. Keep this list short: MathJax is
+# served from the book itself, so that the formulas render offline too.
+ALLOWED_EXTERNAL_HOSTS: dict[str, str] = {}
 
 
 def _known_page_errors() -> list[str]:
@@ -52,11 +49,24 @@ def _is_local(url: str) -> bool:
     return parts.scheme in ("data", "blob", "about") or parts.hostname in ("127.0.0.1", None)
 
 
+# The two ways readers meet the book: a laptop, and a phone held upright (touch, mobile).
+VIEWPORTS = {
+    "laptop": {"viewport": {"width": 1280, "height": 900}},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    },
+}
+
+
 class Visit:
     """One page in a fresh browser tab, with everything it logged and requested."""
 
-    def __init__(self, browser, url: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, url: str, device: str = "laptop"):
+        self.device = device
+        self.context = browser.new_context(**VIEWPORTS[device])
         self.page = self.context.new_page()
         self.console_errors: list[str] = []
         self.external: list[str] = []
@@ -99,8 +109,8 @@ class Visit:
 def visit(browser, book_server):
     visits = []
 
-    def open_page(path: str) -> Visit:
-        visits.append(Visit(browser, f"{book_server}/{path}"))
+    def open_page(path: str, device: str = "laptop") -> Visit:
+        visits.append(Visit(browser, f"{book_server}/{path}", device))
         return visits[-1]
 
     yield open_page
