@@ -9,6 +9,7 @@ Rows:
 * the fixed DQN on 10 seeds with the chapter's early stopping (each seed's network saved
   the first time its greedy return is >= 475 on two evaluations in a row);
 * the same without early stopping: the last network after the full 50,000 steps;
+* the same with one-step targets (the RL-Zoo recipe as it is), with early stopping;
 * each of the five bugs alone, and all five together, on ``--bug-seeds`` seeds.
 
 "Solved" means the mean greedy return over 20 fresh evaluation episodes is >= 475.
@@ -36,6 +37,7 @@ def run(label: str, config: DQNConfig, seeds: list[int]) -> dict:
     result = train(config, seeds)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     final = evaluate(result.net, n_episodes=20, seed=2024).mean(axis=1)
+    at_stop = evaluate(result.last_net, n_episodes=20, seed=2024).mean(axis=1)
     row = {
         "run": label,
         "seeds": len(seeds),
@@ -43,6 +45,7 @@ def run(label: str, config: DQNConfig, seeds: list[int]) -> dict:
         "solved": f"{int((final >= 475).sum())}/{len(seeds)}",
         "mean return": f"{final.mean():.1f}",
         "per seed": " ".join(str(int(round(r))) for r in final),
+        "solved at the stop": f"{int((at_stop >= 475).sum())}/{len(seeds)}",
         "first solved at": " ".join(str(int(s)) if s >= 0 else "-" for s in result.solved_step),
         "wall s": f"{wall:.1f}",
         "cpu s": f"{cpu:.1f}",
@@ -54,11 +57,12 @@ def run(label: str, config: DQNConfig, seeds: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--bug-seeds", type=int, default=5)
     parser.add_argument("--bug-steps", type=int, default=20_000)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     rows = [
         run("fixed, early stopping (the chapter's run)", DQNConfig(), seeds),
         run(
@@ -66,6 +70,7 @@ def main() -> None:
             DQNConfig(stop_when_solved=False, keep_solved_checkpoint=False),
             seeds,
         ),
+        run("one-step targets (n_step=1), early stopping", DQNConfig(n_step=1), seeds),
     ]
     bug_seeds = list(range(args.bug_seeds))
     for name in ["no bug", *Bugs.names(), "all five bugs"]:
