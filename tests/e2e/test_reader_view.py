@@ -9,7 +9,7 @@ With the network closed (as in test_browser.py), on each page and at both widths
 * the page itself never scrolls sideways;
 * every formula is typeset by MathJax, which the book serves itself;
 * no quiz answer, nor its executed check, is visible before its toggle is opened;
-* every figure in an output has a numbered caption and real alt text.
+* every figure (an output's or a page's) has a numbered caption and real alt text.
 
 Screenshots go to _build/screenshots/<device>/: the top of each page, the open menu, and on
 a phone the first figure.
@@ -106,7 +106,7 @@ def _check_figures(page, where: str, figure_shot) -> None:
     images = page.evaluate(
         """async () => {
             const out = [];
-            for (const img of document.querySelectorAll('article .cell_output img')) {
+            for (const img of document.querySelectorAll('article.bd-article img')) {
                 try { await img.decode(); } catch (e) {}
                 img.scrollIntoView();
                 const box = img.getBoundingClientRect();
@@ -138,7 +138,7 @@ def _check_figures(page, where: str, figure_shot) -> None:
                 f"({image['shown']:.0f} of {image['natural']} px): its text is too small"
             )
     if figure_shot is not None and images:
-        first = page.locator("article .cell_output figure").first
+        first = page.locator("article.bd-article figure").first
         first.scroll_into_view_if_needed()
         page.screenshot(path=str(figure_shot))
         page.evaluate("window.scrollTo(0, 0)")
