@@ -70,9 +70,14 @@ def colab_url(path: str) -> str:
     return f"https://colab.research.google.com/github/{slug}/blob/{branch}/{path}"
 
 
-def setup_source() -> str:
+# Notebooks that need an optional extra of the package (pyproject.toml) in Colab.
+EXTRAS = {"ch10_diagnose_your_own.ipynb": "sb3"}
+
+
+def setup_source(name: str = "") -> str:
     url, branch = repository()
-    return SETUP_TEMPLATE.format(source=f"rldebug @ git+{url}@{branch}")
+    extra = f"[{EXTRAS[name]}]" if name in EXTRAS else ""
+    return SETUP_TEMPLATE.format(source=f"rldebug{extra} @ git+{url}@{branch}")
 
 
 def links_source(name: str, exercise_version: bool) -> str:
@@ -102,7 +107,7 @@ def _grade_id(cell, prefix: str, pattern: str, index: int) -> str:
 def stamp(nb, name: str) -> None:
     """Put the shared setup cell, the links and nbgrader metadata into a solution notebook."""
     cells = nb.cells
-    setup = nbformat.v4.new_code_cell(setup_source())
+    setup = nbformat.v4.new_code_cell(setup_source(name))
     setup.metadata["tags"] = [SETUP_TAG, "hide-cell"]
     if cells and SETUP_TAG in cells[0].get("metadata", {}).get("tags", []):
         setup.id = cells[0].get("id", setup.id)

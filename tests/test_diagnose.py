@@ -67,7 +67,8 @@ def test_the_naive_module_leaks_and_says_why():
     torch.manual_seed(0)
     diagnosis = _quiet(InsideState())
     assert diagnosis.failed == ["leak test"]
-    assert "keeps its state inside" in diagnosis["leak test"].summary
+    assert "lives inside InsideState" in diagnosis["leak test"].summary
+    assert "forward(obs, state)" in diagnosis["leak test"].details
     assert "FAIL" in str(diagnosis) and "Diagnosis(" in repr(diagnosis)
 
 

@@ -77,7 +77,9 @@ def test_dqn_passes_and_the_broadcast_subclass_is_caught():
     assert all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
     bad = rldebug.diagnose(_dqn(BroadcastDQN)[0], show=False)
     assert bad.failed == ["gradient mask"]
-    assert "rows mixed" in bad["gradient mask"].summary
+    assert (
+        "broadcast" in bad["gradient mask"].summary and "rows mixed" in bad["gradient mask"].details
+    )
 
 
 def test_dqn_dashboard_callback_records_and_plots():

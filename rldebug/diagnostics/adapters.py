@@ -162,12 +162,17 @@ def check_rows_independent(
         )
 
 
-def positional_parameters(fn: Callable) -> list[str]:
-    """Names of the positional parameters of ``fn`` (of ``forward`` for a module)."""
+def positional_parameters(fn: Callable, required: bool = False) -> list[str]:
+    """Names of the positional parameters of ``fn`` (of ``forward`` for a module); with
+    ``required``, only those without a default value."""
     target = fn.forward if isinstance(fn, nn.Module) else fn
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return []
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in params if p.kind in kinds]
+    return [
+        p.name
+        for p in params
+        if p.kind in kinds and not (required and p.default is not inspect.Parameter.empty)
+    ]

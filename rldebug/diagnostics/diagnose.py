@@ -19,6 +19,7 @@ It returns a :class:`Diagnosis`: one :class:`Check` per diagnostic, "pass", "FAI
 from __future__ import annotations
 
 import copy
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ __all__ = ["Check", "Diagnosis", "diagnose", "CHECKS"]
 
 START_NAMES = ("episode_start", "episode_starts", "start", "starts", "done", "dones", "first",
                "new_episode", "reset", "is_first")  # fmt: skip
+FIX_LEAK = (
+    "Pass the state in and out, forward(obs, state) -> (out, state), and start each episode "
+    "from None (or give the module a reset_state() method and call it at every episode start)."
+)
 RESET_METHODS = ("reset_state", "reset_states", "reset_hidden", "reset_memory", "reset")
 
 
@@ -42,8 +47,12 @@ class Check:
 
     name: str
     status: str
-    summary: str
+    summary: str  # one line, for the table
     report: Any = None
+    details: str = ""  # the diagnostic's full message
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}: {self.details or self.summary}"
 
     @property
     def passed(self) -> bool:
@@ -79,8 +88,11 @@ class Diagnosis:
     def __str__(self) -> str:
         lines = [f"diagnose: {self.target}"]
         for c in self.checks:
-            text = c.summary if len(c.summary) <= 96 else c.summary[:93] + "..."
+            text = textwrap.shorten(c.summary, 100, placeholder=" ...")
             lines.append(f"  {c.name:<19} {c.status:<8} {text}")
+        for c in self.checks:
+            if c.status == "FAIL" and c.details:
+                lines += textwrap.wrap(f"{c.name}: {c.details}", 100, subsequent_indent="  ")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -100,9 +112,14 @@ def _memory(h):
 
     probe = memory_probe(h.training_fn, h.obs_dim, seq_len=16, max_lag=8, batch_size=16,
                          batch_first=getattr(h, "batch_first", None))  # fmt: skip
-    summary = str(probe)
-    if not probe.has_memory:
-        summary += ": is the state zeroed at every step?"
+    if probe.horizon < 0:
+        summary = "the output depends on no input at all"
+    elif not probe.has_memory:
+        summary = "the output depends on the current input only: is the state zeroed every step?"
+    elif probe.horizon >= probe.lags[-1]:
+        summary = f"remembers inputs {probe.horizon}+ steps back (the probe's limit)"
+    else:
+        summary = f"remembers inputs up to {probe.horizon} steps back"
     return probe.has_memory, summary, probe
 
 
@@ -110,10 +127,20 @@ def _leak(h):
     from rldebug.diagnostics.recurrent import hidden_state_leak_test
 
     report = hidden_state_leak_test(h.policy_step, h.obs_dim, n_trials=6)
-    summary = str(report)
-    if report.leaks and getattr(h, "leak_hint", ""):
-        summary = h.leak_hint + " " + summary
-    return not report.leaks, summary, report
+    if not report.leaks:
+        return True, f"a new episode ignores the one before ({report.n_trials} trials)", report
+    summary = (
+        f"a new episode's output changes by up to {report.max_abs_diff:.2g} with the one "
+        "before: the state is not reset at episode starts"
+    )
+    hint = getattr(h, "leak_hint", "")
+    if hint:
+        measured = (
+            f"(measured: a new episode's output moves by up to {report.max_abs_diff:.2g} with "
+            f"the episode before, over {report.n_trials} trials)"
+        )
+        return False, hint, report, f"{hint}. {FIX_LEAK} {measured}"
+    return False, summary, report
 
 
 def _gradient_mask(h):
@@ -121,7 +148,12 @@ def _gradient_mask(h):
 
     report = gradient_mask_report(h.q_network, h.loss_fn, h.sample_batch(),
                                   target=getattr(h, "target_network", None))  # fmt: skip
-    return report.ok, report.summary, report
+    if report.ok:
+        summary = "only Q(s, taken action) gets gradient, sample by sample"
+        if report.relative_to_gather is not None:
+            summary += f"; {report.relative_to_gather:.2g}x the gradient of gather"
+        return True, summary, report
+    return False, report.problems[0], report
 
 
 def _first_epoch(h):
@@ -129,7 +161,10 @@ def _first_epoch(h):
 
     stats = h.first_epoch_stats()
     report = stats if isinstance(stats, FirstEpochReport) else first_epoch_check(*stats)
-    return report.ok, str(report), report
+    dev = report.max_ratio_dev
+    if report.ok:
+        return True, f"ratio = 1 on all {report.n_steps} steps (max |ratio - 1| {dev:.1g})", report
+    return False, f"ratio != 1 before any update: |ratio - 1| = {dev:.2g} at {report.where}", report
 
 
 def _consistency(h):
@@ -217,11 +252,13 @@ def _run(hooks: Any, target: str, extra: tuple[str, ...] = ()) -> Diagnosis:
                 diagnosis.checks.append(Check(name, "not run", why))
             continue
         try:
-            passed, summary, report = check(hooks)
+            passed, summary, report, *details = check(hooks)
         except Exception as err:  # a check that cannot read this target says why
-            diagnosis.checks.append(Check(name, "not run", f"{type(err).__name__}: {err}", err))
+            text = f"{type(err).__name__}: {err}"
+            diagnosis.checks.append(Check(name, "not run", text, err, text))
             continue
-        diagnosis.checks.append(Check(name, "pass" if passed else "FAIL", summary, report))
+        text = details[0] if details else (str(report) if report is not None else summary)
+        diagnosis.checks.append(Check(name, "pass" if passed else "FAIL", summary, report, text))
     return diagnosis
 
 
@@ -328,12 +365,7 @@ def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first: bool | No
         return torch.stack(outs, dim=1), None
 
     hint = (
-        ""
-        if reset is not None
-        else (
-            f"{name} keeps its state inside and nothing resets it when an episode starts "
-            "(no reset method): pass the state in and out, forward(obs, state)."
-        )
+        "" if reset is not None else f"the state lives inside {name}: never reset between episodes"
     )
     hooks = Hooks(training_fn=training_fn, policy_step=policy_step, obs_dim=obs_dim, leak_hint=hint)
     with_reset = f"reset by {reset_name}()" if reset is not None else "no reset method"
@@ -369,6 +401,7 @@ def _loss_hooks(loss_fn: Callable, batch: Any, model: Any, target: Any) -> tuple
     hooks.reasons = {
         "memory probe": "a loss is not a recurrent model",
         "leak test": "a loss does not act",
+        "first-epoch check": "a loss has no rollout: pass the on-policy model itself",
     }
     return hooks, f"the loss {getattr(loss_fn, '__name__', 'function')} on a batch"
 
@@ -417,6 +450,9 @@ def diagnose(
         target_text = f"a stable-baselines3 {what} (obs_dim {hooks.obs_dim})"
     elif isinstance(obj, nn.Module) and batch is None:
         hooks, target_text = _module_hooks(obj, obs_dim, batch_first)
+        hooks.reasons.setdefault(
+            "first-epoch check", "a module has no rollout: pass the PPO model itself"
+        )
     elif callable(obj) and batch is not None:
         hooks, target_text = _loss_hooks(obj, batch, model, target)
     elif inputs is not None or isinstance(obj, tuple):

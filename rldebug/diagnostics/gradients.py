@@ -228,7 +228,11 @@ def _run_loss(loss_fn, model, batch, target=None, widen: int | None = None):
     if target is not None:
         handles.append(target.register_forward_hook(recorder("target")))
     try:
-        loss = loss_fn(batch) if len(positional_parameters(loss_fn)) == 1 else loss_fn(model, batch)
+        loss = (
+            loss_fn(batch)
+            if len(positional_parameters(loss_fn, required=True)) == 1
+            else loss_fn(model, batch)
+        )
     finally:
         for handle in handles:
             handle.remove()
@@ -273,7 +277,7 @@ def _q_call(calls: list[_Call], obs: Any) -> int:
 
 
 def _warning_lines(caught: list) -> list[str]:
-    counts = Counter(str(w.message).splitlines()[0][:90] for w in caught)
+    counts = Counter(str(w.message).split(". ")[0].splitlines()[0] for w in caught)
     return [f"{text} ({n}x)" if n > 1 else text for text, n in counts.items()]
 
 
