@@ -65,10 +65,25 @@ def _integer_buffer(rewards, gamma, dones=None):
     return returns
 
 
+def _explain(case, got, expected) -> str:
+    dones = case["dones"]
+    ends = [] if dones is None else [t for t, d in enumerate(dones) if d]
+    dtype = getattr(got, "dtype", None)
+    if dtype is not None and np.issubdtype(dtype, np.integer):
+        return (
+            "Your returns are whole numbers: store them in a float array, np.zeros(len(rewards))."
+        )
+    return (
+        f"G_t = r_t + gamma * G_(t+1), restarting after each episode end (dones[t] True at "
+        f"steps {ends}), computed from the last step backwards; gamma = {case['gamma']}."
+    )
+
+
 DISCOUNTED_RETURNS = Exercise(
     name="discounted_returns",
     reference=_reference,
     make_case=_make_case,
+    explain=_explain,
     reference_path="rldebug.returns.discounted_returns",
     bugs=[
         PlantedBug(

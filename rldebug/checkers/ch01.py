@@ -97,7 +97,10 @@ def _td_not_detached(rewards, next_q_values, terminated, truncated, gamma):
 def _td_explain(case, got, expected) -> str:
     if isinstance(got, torch.Tensor) and tuple(got.shape) == (case["next_q_values"].shape[1],):
         return "Your target has one entry per action: take the max over dim=1 (the actions)."
-    return ""
+    return (
+        "target = rewards + gamma * (1 - terminated) * next_q_values.max(dim=1).values, "
+        "under torch.no_grad(); `truncated` does not enter it."
+    )
 
 
 TD_TARGET = Exercise(

@@ -230,11 +230,21 @@ def _compare_adam(got, expected):
     return None
 
 
+def _explain_adam(case, got, expected):
+    (beta1, beta2), t = case["betas"], case["t"]
+    return (
+        f"On this case t = {t}, betas = ({beta1:.3g}, {beta2:.3g}): m = beta1 m + (1 - beta1) "
+        f"g, v = beta2 v + (1 - beta2) g**2, then param - lr * (m / {1 - beta1**t:.4g}) / "
+        f"(sqrt(v / {1 - beta2**t:.4g}) + eps); return the new m and v, not the corrected ones."
+    )
+
+
 ADAM_STEP = Exercise(
     name="adam_step",
     reference=_adam_reference,
     make_case=_adam_case,
     compare=_compare_adam,
+    explain=_explain_adam,
     reference_path="rldebug.numpy_mlp.adam_step",
     bugs=[
         PlantedBug(

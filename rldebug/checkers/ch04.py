@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sineroad import road_reward, wall_clamp
 
-from rldebug.checking import Exercise, PlantedBug
+from rldebug.checking import Exercise, PlantedBug, type_phrase
 
 __all__ = ["EXERCISES", "ROAD_STEP", "check_road_step", "road_step_reference"]
 
@@ -101,7 +101,7 @@ def _compare(got, expected) -> str | None:
         try:
             g = float(np.asarray(g, dtype=np.float64).reshape(()))
         except (TypeError, ValueError):
-            return f"your {name} is a {type(g).__name__}, not a number"
+            return f"your {name} is {type_phrase(g)}, not a number"
         if not np.isclose(g, e, rtol=1e-6, atol=1e-6):
             return f"your {name} is {g:.6g}, the environment's is {e:.6g}"
     return None

@@ -110,10 +110,41 @@ def _start_flag_at_sequence_start(
     return batch._replace(episode_start=flags)
 
 
+def _explain_gather(case, got, expected) -> str:
+    """Which sequence and position is wrong first, and what that position is."""
+    try:
+        for name in expected._fields:
+            mine = np.asarray(getattr(got, name), dtype=np.float64)
+            wanted = np.asarray(getattr(expected, name), dtype=np.float64)
+            if mine.shape != wanted.shape:
+                return ""
+            wrong = np.argwhere(~np.isclose(mine, wanted)).tolist()
+            if wrong:
+                break
+        else:
+            return ""
+    except (AttributeError, TypeError, ValueError):
+        return ""
+    i, j = wrong[0][:2]
+    episode, start = int(case["episode_idx"][i]), int(case["starts"][i])
+    length, pos = int(case["lengths"][episode]), start + j
+    if pos < 0:
+        where = "before the episode's first step: padding"
+    elif pos > length or (pos == length and name != "obs"):
+        where = f"past the episode's end (its length is {length}): padding"
+    else:
+        where = "inside the episode: real data"
+    return (
+        f"The first wrong value is {name}[{i}, {j}]: sequence {i} starts at position {start} "
+        f"of episode slot {episode}, so index {j} is position {pos}, {where}."
+    )
+
+
 GATHER = Exercise(
     name="gather_sequences",
     reference=_reference_gather,
     make_case=_make_gather_case,
+    explain=_explain_gather,
     n_cases=15,
     reference_path="rldebug.episode_replay.gather_sequences",
     bugs=[
@@ -356,11 +387,27 @@ def _compare_loss(got, expected) -> str | None:
     return None
 
 
+def _explain_loss(case, got, expected) -> str:
+    agents, batch, steps = case["batch"].actions.shape
+    k = case["burn_in"]
+    return (
+        f"Here S = {agents} agent(s), B = {batch}, L = {steps}, burn_in = {k}: positions "
+        f"0..{k - 1} only rebuild the state (under torch.no_grad(), from batch.initial_state); "
+        f"the loss is the masked mean over positions {k}..{steps - 1}, with targets from "
+        "target_net unrolled over all L + 1 observations from the same initial state."
+        if k
+        else f"Here S = {agents} agent(s), B = {batch}, L = {steps} and burn_in = 0: no "
+        "burn-in, so the online net starts at position 0 from batch.initial_state (still "
+        "the stored state, not zeros) and every valid step is in the loss."
+    )
+
+
 DRQN_LOSS = Exercise(
     name="drqn_loss",
     reference=_reference_loss,
     make_case=_make_loss_case,
     compare=_compare_loss,
+    explain=_explain_loss,
     n_cases=20,
     alternatives=[_mean_per_agent],
     reference_path="rldebug.agents.drqn.drqn_loss",

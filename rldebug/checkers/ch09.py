@@ -12,7 +12,7 @@ import hashlib
 from functools import partial
 
 from rldebug.bughunt import AGENT_NAMES, BUG_NAMES
-from rldebug.checking import Exercise, PlantedBug
+from rldebug.checking import Exercise, PlantedBug, type_phrase
 
 _SALT = "rldebug-ch09"
 _ANSWER_HASHES = {
@@ -78,7 +78,7 @@ def _answer(agent: str) -> str:
 def _compare(got, expected) -> str | None:
     if not isinstance(got, str):
         return (
-            f"your answer is a {type(got).__name__}; return one of the strings in "
+            f"your answer is {type_phrase(got)}; return one of the strings in "
             "rldebug.bughunt.BUG_NAMES"
         )
     if got not in BUG_NAMES:
