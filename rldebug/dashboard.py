@@ -20,6 +20,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rldebug.integrations import is_sb3_model
+
 __all__ = ["Dashboard", "plot_dashboard", "PANELS"]
 
 PANELS = ("episode return", "loss", "value vs observed return", "TD error", "grad norm", "epsilon")
@@ -86,10 +88,7 @@ def plot_dashboard(results: Any, title: str = "", figsize=FIGSIZE):
     ``results`` is a :class:`~rldebug.agents.dqn.DQNResult`, a list of them, or a dict
     ``{label: result}``. Returns the matplotlib Figure.
     """
-    if {c.__module__.split(".")[0] for c in type(results).__mro__} & {
-        "stable_baselines3",
-        "sb3_contrib",
-    }:
+    if is_sb3_model(results):
         raise TypeError(
             f"a stable-baselines3 {type(results).__name__} keeps no training history: train it "
             "with callback=rldebug.integrations.sb3.DQNDashboard() and pass the callback's "

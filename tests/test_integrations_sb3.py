@@ -20,6 +20,7 @@ from stable_baselines3 import DQN, PPO  # noqa: E402
 
 from rldebug.dashboard import Dashboard, plot_dashboard  # noqa: E402
 from rldebug.diagnostics.ppo import FirstEpochCheckFailed  # noqa: E402
+from rldebug.diagnostics.recurrent import memory_probe  # noqa: E402
 from rldebug.integrations.sb3 import DQNDashboard, FirstEpochCheck, hooks_for  # noqa: E402
 
 rldebug.configure_torch(1)
@@ -99,6 +100,8 @@ def test_recurrent_ppo_passes_every_check():
     diagnosis = rldebug.diagnose(_recurrent_ppo(), show=False)
     assert diagnosis.passed == ["memory probe", "leak test", "first-epoch check"], str(diagnosis)
     assert isinstance(hooks_for(_recurrent_ppo()).policy_step(torch.zeros(4), True), torch.Tensor)
+    probe = memory_probe(_recurrent_ppo().policy, 4, seq_len=12, max_lag=6, batch_size=8)
+    assert probe.has_memory  # the policy alone, in one line
 
 
 def test_a_training_pass_without_resets_is_caught_with_env_and_step():

@@ -14,8 +14,12 @@ module                                      what it catches
                                             ``rollout_consistency``)
 ``rldebug.diagnostics.ppo`` (ch08)          ratio = 1 and KL = 0 on the first minibatch
                                             (``first_epoch_check``)
+``rldebug.diagnostics.diagnose`` (ch10)     all of the above in one call on your own model,
+                                            loss or agent (``rldebug.diagnose``)
 =========================================  ==========================================
 
-Import the module you need, for example
+``rldebug.diagnostics.adapters`` turns torch RNNs in either layout, cells and step
+functions into the one protocol the recurrent checks use, and refuses outputs whose rows
+mix samples. Import the module you need, for example
 ``from rldebug.diagnostics.recurrent import memory_probe``.
 """

@@ -8,7 +8,9 @@ state)``. :func:`as_sequence_fn` turns the other common forms into it:
 * ``nn.LSTMCell`` / ``nn.GRUCell`` / ``nn.RNNCell``: called once per step, the (h, c)
   pair of an LSTM cell carried as it is;
 * a step function ``f(obs (B, D), state) -> (out (B, K), state)``: called once per step;
-* a sequence function ``f(inputs (B, T, D), state) -> (out (B, T, K), state)``: as it is.
+* a sequence function ``f(inputs (B, T, D), state) -> (out (B, T, K), state)``: as it is;
+* an sb3-contrib recurrent policy (``model.policy`` of a ``RecurrentPPO``): whole
+  sequences through its training path.
 
 :func:`check_rows_independent` verifies that output row b depends on input row b only.
 A sequence-first model fed batch-first data (or a layer that mixes the samples of a batch)
@@ -102,6 +104,10 @@ def as_sequence_fn(
         return _rnn_fn(model, batch_first)
     if isinstance(model, nn.RNNCellBase):
         return _cell_fn(model)
+    if hasattr(model, "lstm_actor") and hasattr(model, "get_distribution"):
+        from rldebug.integrations.sb3 import RecurrentPolicyHooks  # an sb3-contrib policy
+
+        return RecurrentPolicyHooks(model).training_fn
     if not callable(model):
         raise TypeError(
             "expected a recurrent model: an nn.LSTM/GRU/RNN, a cell, or a function "

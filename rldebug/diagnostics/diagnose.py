@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rldebug.diagnostics.adapters import as_sequence_fn, positional_parameters
+from rldebug.integrations import is_sb3_model
 
 __all__ = ["Check", "Diagnosis", "diagnose", "CHECKS"]
 
@@ -406,11 +407,6 @@ def _loss_hooks(loss_fn: Callable, batch: Any, model: Any, target: Any) -> tuple
     return hooks, f"the loss {getattr(loss_fn, '__name__', 'function')} on a batch"
 
 
-def _is_sb3(obj: Any) -> bool:
-    roots = {cls.__module__.split(".")[0] for cls in type(obj).__mro__}  # subclasses too
-    return bool(roots & {"stable_baselines3", "sb3_contrib"})
-
-
 def diagnose(
     obj: Any,
     batch: Any = None,
@@ -433,7 +429,7 @@ def diagnose(
     torch.manual_seed(seed)
     np.random.seed(seed)
     extra: tuple[str, ...] = ()
-    if _is_sb3(obj):
+    if is_sb3_model(obj):
         from rldebug.integrations.sb3 import hooks_for
 
         hooks = hooks_for(obj)

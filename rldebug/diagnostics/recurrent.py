@@ -104,6 +104,12 @@ def _flat_output(value: Any) -> torch.Tensor:
     )
 
 
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def hidden_state_leak_test(
     policy_step: Callable[[torch.Tensor, bool], Any],
     obs_dim: int,
@@ -165,14 +171,16 @@ def hidden_state_leak_test(
                     policy_step(obs_of(obs), t == 0)
                 # The same random numbers in every new episode: a policy that samples
                 # (epsilon-greedy, dropout) draws the same samples unless its state leaks.
-                torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+                _seed_all(seed)
                 outs = [
                     _flat_output(policy_step(obs_of(obs), t == 0))
                     for t, obs in enumerate(new_episode)
                 ]
                 results.append(torch.stack(outs))  # (new_episode_len, K)
     finally:
-        torch.set_rng_state(saved[0]), np.random.set_state(saved[1]), random.setstate(saved[2])
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
     stacked = torch.stack(results)  # (n_trials, new_episode_len, K)
     step_diffs = (stacked - stacked[0]).abs().amax(dim=(0, 2)).numpy()  # (new_episode_len,)
     max_diff = float(step_diffs.max()) if step_diffs.size else 0.0

@@ -336,8 +336,8 @@ class RecurrentPolicyHooks(OnPolicyHooks):
     """
 
     def __init__(self, model: Any):
-        super().__init__(model)
-        self.policy = model.policy
+        super().__init__(model)  # a model, or its policy alone (then no first-epoch check)
+        self.policy = getattr(model, "policy", model)
         self.state = None
 
     def _zero_state(self, batch: int) -> Any:
