@@ -5,6 +5,7 @@
   already been declared" in every page's console. Each script is kept once.
 * Solution cells (nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers) are shown
   without their marker lines, behind a toggle that says "Show the solution".
+* A heading inside a cell's output (``display(Markdown(...))``) stays a rubric, not an H1.
 * A code cell tagged ``quiz-check`` (the executed check of a quiz answer) moves into the
   answer dropdown just before it, so that no answer is printed before its toggle is opened.
 * The bibliography labels its entries as the text cites them ("Mnih et al., 2015"), not
@@ -30,6 +31,12 @@ MATHJAX_PACKAGE = "sphinx-mathjax-offline"  # a distribution whose import name h
 MATHJAX_FILE = "mathjax/tex-chtml.js"
 
 
+def _ancestors(node):
+    while node.parent is not None:
+        node = node.parent
+        yield node
+
+
 def _is_code_cell(node) -> bool:
     return isinstance(node, nodes.container) and node.get("nb_element") == "cell_code"
 
@@ -41,6 +48,11 @@ class SolutionsAndQuizChecks(SphinxPostTransform):
     formats = ("html",)
 
     def run(self, **kwargs):
+        # A heading printed by a cell (a benchmark table's title) is a rubric: shown as a
+        # plain bold line, not as an <h1> to <h6> that competes with the chapter's own.
+        for rubric in self.document.findall(nodes.rubric):
+            if any(_is_code_cell(parent) for parent in _ancestors(rubric)):
+                rubric.attributes.pop("level", None)  # myst-parser renders a level as <hN>
         for cell in list(self.document.findall(_is_code_cell)):
             metadata = cell.get("cell_metadata", {}) or {}
             if metadata.get("nbgrader", {}).get("solution") and cell.get("hide_mode"):
