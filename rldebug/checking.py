@@ -30,6 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from rldebug.checking_probes import (
+    changed_argument,
+    float_tensors,
+    gradient_sources,
+    gradients,
+    gradients_match,
+    is_named_tuple,
+    is_tensor,
+    snapshot,
+    to_comparable,
+)
+
 __all__ = [
     "CheckFailed",
     "PlantedBug",
@@ -73,27 +85,6 @@ def not_implemented_stub(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError()
 
 
-def _is_tensor(value: Any) -> bool:
-    return hasattr(value, "detach") and hasattr(value, "cpu")  # a torch.Tensor
-
-
-def _is_named_tuple(value: Any) -> bool:
-    return isinstance(value, tuple) and hasattr(value, "_fields")
-
-
-def _to_comparable(value: Any) -> Any:
-    """Torch tensors become numpy arrays; containers are converted element-wise."""
-    if _is_tensor(value):
-        return value.detach().cpu().numpy()
-    if _is_named_tuple(value):
-        return type(value)(*(_to_comparable(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_comparable(v) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _to_comparable(v) for k, v in value.items()}
-    return value
-
-
 def type_phrase(value: Any) -> str:
     """ "an int", "a float", "a numpy.ndarray", "a torch.Tensor": the type with its article."""
     module = type(value).__module__.split(".")[0]
@@ -113,12 +104,12 @@ def compare_outputs(
     """Return ``None`` when ``got`` matches ``expected``, else a sentence saying how not."""
     if got is None and expected is not None:
         return f"got None for your {where}: did the function forget to `return` its result?"
-    if _is_tensor(expected) and not _is_tensor(got):
+    if is_tensor(expected) and not is_tensor(got):
         return (
             f"your {where} is {type_phrase(got)}; a torch.Tensor was expected"
             + _plain_number_note(got)
         )
-    if _is_named_tuple(expected):
+    if is_named_tuple(expected):
         if not (isinstance(got, tuple) and len(got) == len(expected)):
             return (
                 f"your {where} should be a {type(expected).__name__} with fields {expected._fields}"
@@ -137,7 +128,7 @@ def compare_outputs(
             if problem:
                 return problem
         return None
-    got_c, exp_c = _to_comparable(got), _to_comparable(expected)
+    got_c, exp_c = to_comparable(got), to_comparable(expected)
     try:
         got_a = np.asarray(got_c, dtype=np.float64)
     except (TypeError, ValueError):
@@ -163,11 +154,11 @@ def compare_outputs(
 
 def _short(value: Any) -> str:
     """One argument, as a reader wants to see it in a message: shapes, not raw tensors."""
-    if _is_tensor(value):
+    if is_tensor(value):
         if value.ndim == 0:
             return f"tensor({float(value):.4g})"
         return f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
-    if _is_named_tuple(value):
+    if is_named_tuple(value):
         fields = ", ".join(f"{k} {_short(v)}" for k, v in zip(value._fields, value))
         return f"{type(value).__name__}({fields})"
     if hasattr(value, "parameters"):  # a torch module: its one-line repr, or its class
@@ -187,139 +178,6 @@ def describe(case: Mapping[str, Any], limit: int = 600) -> str:
         return "(no arguments)"
     text = ", ".join(f"{key}={_short(value)}" for key, value in case.items())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ----------------------------------------------------------------------- side effects
-
-
-def _snapshot(value: Any) -> Any:
-    """A frozen copy of an argument's data, to see later whether a call changed it.
-
-    Random generators are left out: drawing from one changes it, as it should.
-    """
-    if isinstance(value, np.random.Generator):
-        return None
-    if _is_tensor(value):
-        return value.detach().cpu().clone()
-    if hasattr(value, "state_dict"):  # a torch module: its weights
-        return {k: v.detach().cpu().clone() for k, v in value.state_dict().items()}
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if _is_named_tuple(value):
-        return dict(zip(value._fields, (_snapshot(v) for v in value)))
-    if isinstance(value, (list, tuple)):
-        return [_snapshot(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _snapshot(v) for k, v in value.items()}
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # something that cannot be copied cannot be compared either
-        return None
-
-
-def _same_data(a: Any, b: Any) -> bool:
-    a, b = _to_comparable(a), _to_comparable(b)
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return False
-        if a.dtype.kind in "fc":
-            return bool(np.array_equal(a, b, equal_nan=True))
-        return bool(np.array_equal(a, b))
-    try:
-        return bool(a == b)
-    except Exception:  # an object without a usable == : assume it is unchanged
-        return True
-
-
-def _first_change(before: Any, after: Any, path: str) -> str | None:
-    """The path of the first part of ``after`` that differs from ``before``, or None."""
-    if before is None:
-        return None
-    if isinstance(before, dict):
-        if not isinstance(after, dict) or before.keys() != after.keys():
-            return path
-        for key in before:
-            found = _first_change(before[key], after[key], f"{path}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(before, list):
-        if not isinstance(after, list) or len(before) != len(after):
-            return path
-        if all(not isinstance(v, (dict, list)) for v in before):
-            return None if _same_data(before, after) else path
-        for i, (b, a) in enumerate(zip(before, after)):
-            found = _first_change(b, a, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if _same_data(before, after) else path
-
-
-def _changed_argument(before: Mapping[str, Any], args: Mapping[str, Any]) -> str | None:
-    for name, value in args.items():
-        found = _first_change(before.get(name), _snapshot(value), name)
-        if found:
-            return found
-    return None
-
-
-# ----------------------------------------------------------------------- gradients
-
-
-def _float_tensors(value: Any) -> list[Any]:
-    """The floating-point tensors inside an answer, in a fixed order."""
-    if _is_tensor(value):
-        return [value] if value.is_floating_point() else []
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _float_tensors(v)]
-    if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _float_tensors(v)]
-    return []
-
-
-def _gradient_sources(args: Mapping[str, Any], leaves: Mapping[str, Any]) -> dict[str, Any]:
-    """What a gradient can reach: the differentiable inputs and every network's weights."""
-    sources = dict(leaves)
-    for name, value in args.items():
-        if hasattr(value, "named_parameters"):
-            for pname, param in value.named_parameters():
-                if param.requires_grad:
-                    sources[f"{name}.{pname}"] = param
-    return sources
-
-
-def _gradients(output: Any, sources: Mapping[str, Any], use: Sequence[bool]) -> dict[str, Any]:
-    """d (a fixed random projection of the answer) / d source, for every source.
-
-    The projection weights depend only on the output's shapes, so the reader's answer and
-    the reference's are probed in the same direction. ``use[i]`` says which of the
-    answer's tensors the reference differentiates.
-    """
-    import torch
-
-    total = None
-    for i, (tensor, wanted) in enumerate(zip(_float_tensors(output), use)):
-        if not (wanted and tensor.requires_grad):
-            continue
-        weights = torch.randn(
-            tensor.shape, generator=torch.Generator().manual_seed(1000 + i), dtype=tensor.dtype
-        )
-        term = (tensor * weights).sum()
-        total = term if total is None else total + term
-    if total is None or not sources:
-        return dict.fromkeys(sources)
-    grads = torch.autograd.grad(total, list(sources.values()), allow_unused=True, retain_graph=True)
-    return {name: None if g is None else g.detach() for name, g in zip(sources, grads)}
-
-
-def _gradients_match(a: Any, b: Any) -> bool:
-    a_zero, b_zero = a is None or not bool(a.any()), b is None or not bool(b.any())
-    if a_zero or b_zero:
-        return a_zero and b_zero
-    scale = max(1.0, float(b.abs().max()))
-    return bool(np.allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * scale))
 
 
 @dataclass
@@ -379,31 +237,35 @@ class Exercise:
         for name in self.grad_inputs:  # a network's output: a graph leads back to a leaf
             leaves[name] = args[name].detach().clone().requires_grad_(True)
             args[name] = leaves[name] * 1.0
-        before = {name: _snapshot(value) for name, value in args.items()}
+        before = {name: snapshot(value) for name, value in args.items()}
         output = fn(**args)
-        sources = _gradient_sources(args, leaves) if self.check_gradients else {}
-        return _Outcome(output, _changed_argument(before, args), sources)
+        sources = gradient_sources(args, leaves) if self.check_gradients else {}
+        return _Outcome(output, changed_argument(before, args), sources)
 
     @staticmethod
     def _differentiate(outcome: _Outcome, use: Sequence[bool]) -> dict[str, Any]:
         if outcome.grads is None:
-            outcome.grads = _gradients(outcome.output, outcome.sources, use)
+            outcome.grads = gradients(outcome.output, outcome.sources, use)
         return outcome.grads
 
     def _gradient_problem(self, got: _Outcome, expected: _Outcome) -> str | None:
         what = self.answer_name
-        pairs = list(zip(_float_tensors(got.output), _float_tensors(expected.output)))
+        pairs = list(zip(float_tensors(got.output), float_tensors(expected.output)))
         for i, (g, e) in enumerate(pairs):
             if e.requires_grad and not g.requires_grad:
-                part = "" if len(pairs) == 1 else self._part_name(i) + " of "
+                whose = (
+                    f"your {what}"
+                    if len(pairs) == 1
+                    else f"the {self._part_name(i)} of your {what}"
+                )
                 return (
-                    f"the {part}your {what} has the right values but carries no gradient: it "
-                    f"was built from numbers cut off from the graph {_DETACHED}, so a "
-                    "backward pass through it changes nothing"
-                ).replace("the your", "your")
+                    f"{whose} has the right values but carries no gradient: it was built "
+                    f"from numbers cut off from the graph {_DETACHED}, so a backward pass "
+                    "through it changes nothing"
+                )
         for source, wanted in (expected.grads or {}).items():
             mine = (got.grads or {}).get(source)
-            if _gradients_match(mine, wanted):
+            if gradients_match(mine, wanted):
                 continue
             if mine is None or not bool(mine.any()):
                 return (
@@ -505,7 +367,7 @@ class Exercise:
                 )
                 + f"\n  on the input: {describe(case)}"
             )
-        use = [t.requires_grad for t in _float_tensors(expected.output)]
+        use = [t.requires_grad for t in float_tensors(expected.output)]
         if problem is None and self.check_gradients:
             self._differentiate(got, use)
             self._differentiate(expected, use)
@@ -555,7 +417,7 @@ class Exercise:
             if use is not None:
                 bug_grads = self._differentiate(bug_out, use)
                 if bug_grads.keys() != got.grads.keys() or not all(
-                    _gradients_match(got.grads[k], bug_grads[k]) for k in got.grads
+                    gradients_match(got.grads[k], bug_grads[k]) for k in got.grads
                 ):
                     continue
             return bug

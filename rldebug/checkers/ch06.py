@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from rldebug.agents.reinforce import GRUPolicy, episode_log_probs, reinforce_loss
-from rldebug.checking import Exercise, PlantedBug, forced_edge
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge
 
 # ----------------------------------------------------------------------------------------
 # Exercise 1: the REINFORCE loss over a padded batch of episodes
@@ -121,8 +121,6 @@ def _loss_compare(got, expected):
             f"your loss has shape {tuple(got.shape)}; it must be a scalar (shape ()): "
             "sum over the real steps and divide by their number"
         )
-    from rldebug.checking import compare_outputs
-
     return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="loss")
 
 
@@ -254,8 +252,6 @@ def _explain_log_probs(case, got, expected) -> str:
 
 
 def _log_probs_compare(got, expected):
-    from rldebug.checking import compare_outputs
-
     if isinstance(got, torch.Tensor) and got.shape != expected.shape:
         return (
             f"your log-probs have shape {tuple(got.shape)}; they must be (N, T) = "
