@@ -16,7 +16,7 @@ agent (stable-baselines3 and sb3-contrib models included, through
 """
 
 from rldebug.show import show_source
-from rldebug.utils import configure_torch, in_colab, set_seed, show_benchmark
+from rldebug.utils import configure_torch, in_colab, set_seed, show_benchmark, show_claims
 
 __version__ = "0.1.0"
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "in_colab",
     "set_seed",
     "show_benchmark",
+    "show_claims",
     "show_source",
     "__version__",
 ]
