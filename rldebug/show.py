@@ -24,7 +24,7 @@ import textwrap
 from dataclasses import dataclass
 
 # Longer listings start folded: the summary line says how many lines are inside.
-FOLD_AFTER_LINES = 30
+FOLD_AFTER_LINES = 40
 
 _REGION = re.compile(r"^\s*#\s*region\b\s*(?P<name>.*?)\s*$")
 _ENDREGION = re.compile(r"^\s*#\s*endregion\b")
