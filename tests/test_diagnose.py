@@ -147,6 +147,8 @@ def test_clear_errors_for_bad_input():
         rldebug.diagnose(42)
     with pytest.raises(ValueError, match="obs_dim"):
         rldebug.diagnose(nn.Sequential(nn.Linear(4, 8)), obs_dim=5)
+    with pytest.raises(ValueError, match="size of one observation"):
+        rldebug.diagnose(ExplicitState(), obs_dim=5)
     with pytest.raises(ValueError, match="samples"):
         rldebug.diagnose(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5)))
     with pytest.raises(TypeError, match="needs the Q-network"):

@@ -319,6 +319,16 @@ def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first: bool | No
     )
     name = type(module).__name__
     if explicit:
+        try:  # one short sequence: a wrong observation size fails here, with a clear message
+            with torch.no_grad():
+                as_sequence_fn(module, obs_dim, batch_first=batch_first)(
+                    torch.zeros(2, 2, obs_dim), None
+                )
+        except (RuntimeError, ValueError, IndexError) as err:
+            raise ValueError(
+                f"{name} failed on observations of size {obs_dim}: {err}. Pass obs_dim= the "
+                "size of one observation your model expects."
+            ) from err
         layout = ""
         if isinstance(module, nn.RNNBase):
             layout = ", batch-first" if module.batch_first else ", sequence-first"
