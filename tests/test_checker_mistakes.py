@@ -48,7 +48,7 @@ def _accepts(exercise, fn, seeds=(0, 1, 2, 3, 4)) -> None:
 @pytest.mark.parametrize("name", list(EXERCISES))
 def test_reference_is_never_rejected(name):
     """Many fresh seeds, never a false rejection (the seeds differ from the other tests')."""
-    _accepts(EXERCISES[name], EXERCISES[name].reference, seeds=range(1000, 1025))
+    _accepts(EXERCISES[name], EXERCISES[name].reference, seeds=range(1000, 1015))
 
 
 # ----------------------------------------------------------------------- side effects
