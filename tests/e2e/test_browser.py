@@ -78,7 +78,8 @@ class Visit:
             "requestfailed",
             lambda req: None if not _is_local(req.url) else self.failed_local.append(req.url),
         )
-        self.response = self.page.goto(url, wait_until="load")
+        # Generous: on a loaded machine a long chapter with many formulas takes a while.
+        self.response = self.page.goto(url, wait_until="load", timeout=120_000)
         self.page.wait_for_load_state("networkidle")
 
     def _route(self, route):
