@@ -164,7 +164,10 @@ def _short(value: Any) -> str:
     if hasattr(value, "parameters"):  # a torch module: its one-line repr, or its class
         text = repr(value)
         return text if "\n" not in text and len(text) < 60 else f"<{type(value).__name__}>"
-    shown = np.asarray(value) if isinstance(value, (list, np.ndarray)) else None
+    try:
+        shown = np.asarray(value) if isinstance(value, (list, np.ndarray)) else None
+    except ValueError:  # a ragged list, such as a network's weights and biases
+        return "[" + ", ".join(_short(v) for v in value) + "]"
     if shown is not None and shown.dtype != object:
         if shown.ndim > 1 or shown.size > 12:
             return f"array {shown.shape} {shown.dtype}"

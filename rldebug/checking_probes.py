@@ -64,6 +64,8 @@ def snapshot(value: Any) -> Any:
 
 def _same_data(a: Any, b: Any) -> bool:
     a, b = to_comparable(a), to_comparable(b)
+    if isinstance(a, list) and isinstance(b, list):  # list == list cannot compare arrays
+        return len(a) == len(b) and all(_same_data(x, y) for x, y in zip(a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape or a.dtype != b.dtype:

@@ -9,7 +9,7 @@ between members except the loop.
 (the same equations, constants and float64 state as ``gymnasium``'s CartPoleEnv, checked
 step for step in the tests and in chapter 2).
 
-The seed question's bugs can be switched on one at a time with ``bugs=Bugs.only(name)``
+The question's bugs can be switched on one at a time with ``bugs=Bugs.only(name)``
 (see :class:`rldebug.numpy_mlp.Bugs`).
 """
 
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from rldebug.numpy_mlp import MLP, NO_BUGS, Adam, Bugs, huber, huber_grad
+from rldebug.numpy_mlp import MLP, NO_BUGS, Adam, Bugs, huber, huber_grad, huber_grad_with_jump
 
 __all__ = [
     "VectorCartPole",
@@ -205,12 +205,14 @@ def dqn_loss_grad(
     ``q`` is ``(..., B, n_actions)``; ``action``, ``target`` and ``mask`` are ``(..., B)``.
     Only the taken action's output gets an error: dL/dQ is zero for every other action,
     unless ``bugs.scalar_loss_gradient`` pushes the same number into all of them.
+    ``bugs.huber_gradient_jump`` replaces the Huber derivative by one that jumps at 1.
     """
     q_sa = np.take_along_axis(q, action[..., None], axis=-1)[..., 0]  # (..., B, A) -> (..., B)
     error = q_sa - target
     n = np.maximum(mask.sum(axis=-1, keepdims=True), 1.0)  # (..., 1)
     loss = (huber(error) * mask).sum(axis=-1) / n[..., 0]
-    g = huber_grad(error) * mask / n  # dL/dQ(s, a), (..., B)
+    slope = huber_grad_with_jump(error) if bugs.huber_gradient_jump else huber_grad(error)
+    g = slope * mask / n  # dL/dQ(s, a), (..., B)
     if bugs.scalar_loss_gradient:
         grad_q = np.repeat(g[..., None], q.shape[-1], axis=-1)  # same error into every action
     else:
@@ -248,6 +250,7 @@ class TrainResult(NamedTuple):
     solved_step: np.ndarray  # (E,) first step with two evaluations >= solved_at in a row; -1
     steps: int  # environment steps taken per member
     last_net: MLP  # the networks as they were when training stopped, before any restore
+    signed_grads: np.ndarray  # (n_updates, E) mean dL/dQ(s, a) of every update: signs cancel
 
 
 def train(
@@ -263,15 +266,17 @@ def train(
     evaluations in a row is *solved*; its parameters are saved then and returned. Training
     stops when every member is solved (``stop_when_solved``) or at ``total_steps``.
     """
-    cfg, n = config, len(seeds)
+    cfg, n, bugs = config, len(seeds), config.bugs
     rng = np.random.default_rng(list(seeds))  # actions, exploration and minibatches
     init_rngs = [np.random.default_rng(s) for s in seeds]
-    net = MLP([4, *cfg.hidden, 2], n_members=n, dtype=cfg.dtype, bugs=cfg.bugs)
+    sizes = [4, 4, *cfg.hidden, 2] if bugs.extra_input_layer else [4, *cfg.hidden, 2]
+    net = MLP(sizes, n_members=n, dtype=cfg.dtype, bugs=bugs)
     for e, init_rng in enumerate(init_rngs):  # member e's weights depend on seeds[e] only
-        single = MLP([4, *cfg.hidden, 2], rng=init_rng, dtype=cfg.dtype, bugs=cfg.bugs)
+        single = MLP(sizes, rng=init_rng, dtype=cfg.dtype, bugs=bugs)
         for p_all, p_one in zip(net.params, single.params):
             p_all[e] = p_one
-    target = net.clone()
+    # the bug: the "copy" holds the same arrays, so every in-place update moves both
+    target = net if bugs.aliased_target else net.clone()
     opt = Adam(net.flat, lr=cfg.lr)
     env = VectorCartPole(n, seed=int(seeds[0]) + 7919)
 
@@ -285,10 +290,32 @@ def train(
         "done": np.zeros((n, cap), dtype=bool),  # terminated or truncated: the episode ended
     }
 
+    losses, signed_grads, eval_steps, eval_returns = [], [], [], []
+
+    def update(idx: np.ndarray) -> None:
+        """One Adam step for every member on the transitions at ``idx`` (E, B)."""
+        batch = sample_n_step(buffer, idx, cfg.n_step, cfg.gamma)
+        q_next = target.forward(batch.next_obs, keep=False)  # (E, B, 2), no backward
+        if cfg.double:  # the online net picks a', the target net values it
+            a_next = net.forward(batch.next_obs, keep=False).argmax(axis=-1)
+            v_next = np.take_along_axis(q_next, a_next[..., None], axis=-1)[..., 0]
+        else:
+            v_next = q_next.max(axis=-1)  # (E, B, 2) -> (E, B)
+        y = batch.reward + batch.discount * (1.0 - batch.terminated) * v_next
+        q = net.forward(batch.obs)  # (E, B, 2), keeps activations for backward
+        loss, grad_q = dqn_loss_grad(q, batch.action, y, batch.mask, bugs)
+        if bugs.stale_weights_backprop:
+            net.backward(grad_q, optimizer=opt)  # steps each layer on the way down
+        else:
+            net.backward(grad_q)
+            opt.step(net.grad)
+        losses.append(loss)
+        taken = np.take_along_axis(grad_q, batch.action[..., None], axis=-1)  # (E, B, 1)
+        signed_grads.append(taken.sum(axis=(-2, -1)))
+
     obs = env.reset()
     ep_return = np.zeros(n)
     episode_returns: list[list[float]] = [[] for _ in range(n)]
-    losses, eval_steps, eval_returns = [], [], []
     solved_step = np.full(n, -1)
     passed_once = np.zeros(n, dtype=bool)
     best = [p.copy() for p in net.params]
@@ -319,19 +346,11 @@ def train(
             for _ in range(cfg.updates_per_train):
                 offset = rng.integers(0, ready - (cfg.n_step - 1), size=(n, cfg.batch_size))
                 idx = (oldest + offset) % cap  # (E, B) buffer positions
-                batch = sample_n_step(buffer, idx, cfg.n_step, cfg.gamma)
-                q_next = target.forward(batch.next_obs, keep=False)  # (E, B, 2), no backward
-                if cfg.double:  # the online net picks a', the target net values it
-                    a_next = net.forward(batch.next_obs, keep=False).argmax(axis=-1)
-                    v_next = np.take_along_axis(q_next, a_next[..., None], axis=-1)[..., 0]
+                if bugs.single_sample_updates:  # the bug: one Adam step per transition
+                    for j in range(cfg.batch_size):
+                        update(idx[:, j : j + 1])  # (E, 1)
                 else:
-                    v_next = q_next.max(axis=-1)  # (E, B, 2) -> (E, B)
-                y = batch.reward + batch.discount * (1.0 - batch.terminated) * v_next
-                q = net.forward(batch.obs)  # (E, B, 2), keeps activations for backward
-                loss, grad_q = dqn_loss_grad(q, batch.action, y, batch.mask, cfg.bugs)
-                net.backward(grad_q)
-                opt.step(net.grad)
-                losses.append(loss)
+                    update(idx)
         if step % cfg.target_every == 0:
             target.copy_from(net)
 
@@ -369,4 +388,5 @@ def train(
         solved_step,
         steps,
         last_net,
+        np.array(signed_grads).reshape(-1, n),
     )

@@ -30,6 +30,7 @@ __all__ = [
     "dense_relu_backward",
     "huber",
     "huber_grad",
+    "huber_grad_with_jump",
 ]
 
 
@@ -37,22 +38,43 @@ __all__ = [
 class Bugs:
     """The bugs of a hand-written DQN, each switchable on its own.
 
+    In the network (:class:`MLP`):
+
     * ``all_positive_init``: weights drawn from ``U[0, 1)`` scaled, never negative.
     * ``scalar_bias``: one bias number shared by every unit of a layer.
     * ``no_input_outer_product``: the weight "gradient" is the layer's error summed over
       the batch and copied to every input, instead of ``input.T @ error``: Adam is fed the
       error instead of the gradient.
-    * ``inplace_relu_derivative``: the ReLU derivative is written into the stored
-      activations, which the weight gradients then read as if they were the inputs.
+    * ``relu_derivative_always_one``: the forward pass clamps the stored pre-activation to
+      ``max(z, 0)`` in place, and the derivative then tests ``< 0`` on it: it finds no
+      negative entry left, so the ReLU's derivative is 1 everywhere.
+    * ``stale_weights_backprop``: each layer is updated as soon as its gradient is known,
+      and the layer below receives its error through the weights *already updated*.
+
+    In the DQN around it (``rldebug.numpy_dqn``):
+
     * ``scalar_loss_gradient``: the loss gradient of the taken action is pushed into every
-      action's output (used by ``rldebug.numpy_dqn``).
+      action's output.
+    * ``huber_gradient_jump``: a Huber derivative that jumps at ``|error| = 1``: ``error / 2``
+      inside, ``sign(error) / 4`` outside (:func:`huber_grad_with_jump`).
+    * ``aliased_target``: the "target network" holds the online network's own arrays, so
+      every in-place update moves both: the target is the online network.
+    * ``single_sample_updates``: no minibatch: every sampled transition is its own Adam step
+      of batch size 1, one after another.
+    * ``extra_input_layer``: a ReLU layer as wide as the observation before the hidden
+      layers (the question's 8-unit "input layer").
     """
 
     all_positive_init: bool = False
     scalar_bias: bool = False
     no_input_outer_product: bool = False
-    inplace_relu_derivative: bool = False
+    relu_derivative_always_one: bool = False
+    stale_weights_backprop: bool = False
     scalar_loss_gradient: bool = False
+    huber_gradient_jump: bool = False
+    aliased_target: bool = False
+    single_sample_updates: bool = False
+    extra_input_layer: bool = False
 
     @classmethod
     def only(cls, name: str | None) -> Bugs:
@@ -63,9 +85,12 @@ class Bugs:
         return cls(**{n: n == name for n in names})
 
     @classmethod
-    def every(cls) -> Bugs:
-        """All the bugs at once, as in the question this chapter answers."""
-        return cls(**{n: True for n in cls.names()})
+    def every(cls, but: Sequence[str] = ()) -> Bugs:
+        """All the bugs at once, as in the question this chapter answers (less ``but``)."""
+        unknown = set(but) - set(cls.names())
+        if unknown:
+            raise ValueError(f"unknown bugs {sorted(unknown)}; choose from {cls.names()}")
+        return cls(**{n: n not in but for n in cls.names()})
 
     @classmethod
     def names(cls) -> list[str]:
@@ -113,6 +138,15 @@ def huber_grad(error: np.ndarray, delta: float = 1.0) -> np.ndarray:
     return np.clip(error, -delta, delta)
 
 
+def huber_grad_with_jump(error: np.ndarray) -> np.ndarray:
+    """A wrong Huber derivative (delta 1): ``error / 2`` inside, ``sign(error) / 4`` outside.
+
+    The squared branch was scaled by 2/4 and the linear one by 1/4, so the gradient drops
+    from 0.5 to 0.25 where ``|error|`` crosses 1: a larger error gets a smaller push.
+    """
+    return np.where(np.abs(error) <= 1.0, error / 2, np.sign(error) / 4)
+
+
 # --------------------------------------------------------------------------- Adam
 
 
@@ -153,11 +187,15 @@ class Adam:
         self._tmp = np.zeros_like(params)
         self.t = 0
 
-    def step(self, grad: np.ndarray) -> None:
-        """:func:`adam_step`'s formulas, written in place (no temporary arrays) for speed."""
+    def step(self, grad: np.ndarray, part: slice = slice(None), new_step: bool = True) -> None:
+        """:func:`adam_step`'s formulas, written in place (no temporary arrays) for speed.
+
+        ``part`` steps only that slice of the vector; ``new_step=False`` keeps the step
+        count, for the other parts of the same update.
+        """
         beta1, beta2 = self.betas
-        self.t += 1
-        m, v, tmp = self.m, self.v, self._tmp
+        self.t += int(new_step)
+        m, v, tmp, grad = self.m[part], self.v[part], self._tmp[part], grad[part]
         m *= beta1
         m += (1 - beta1) * grad  # m = beta1 m + (1 - beta1) g
         np.multiply(grad, grad, out=tmp)
@@ -169,7 +207,7 @@ class Adam:
         tmp += self.eps
         np.divide(m, tmp, out=tmp)
         tmp *= self.lr / (1 - beta1**self.t)  # lr m_hat / (sqrt(v_hat) + eps)
-        self.params -= tmp
+        self.params[part] -= tmp
 
 
 # --------------------------------------------------------------------------- the network
@@ -210,11 +248,16 @@ class MLP:
         self.flat = np.zeros(total, dtype=self.dtype)
         self.grad = np.zeros(total, dtype=self.dtype)
         self.params, self.grads = [], []
+        self.layer_parts: list[slice] = []  # layer l's W and b: one slice of the flat vector
         offset = 0
-        for shape in shapes:
+        for i, shape in enumerate(shapes):
             n = int(np.prod(shape))
             self.params.append(self.flat[offset : offset + n].reshape(shape))
             self.grads.append(self.grad[offset : offset + n].reshape(shape))
+            if i % 2 == 0:
+                layer_start = offset
+            else:
+                self.layer_parts.append(slice(layer_start, offset + n))
             offset += n
         self.W, self.b = self.params[0::2], self.params[1::2]
         self.dW, self.db = self.grads[0::2], self.grads[1::2]
@@ -260,12 +303,14 @@ class MLP:
             self._acts = acts
         return h
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, optimizer: Adam | None = None) -> np.ndarray:
         """Fill ``self.grad`` with dL/dparams, given dL/d(output); return dL/d(input).
 
-        The textbook two passes: first the error ``delta`` of every layer from the top down,
-        ``delta_l = (delta_{l+1} @ W_{l+1}.T) * relu'(z_l)``; then each layer's gradient,
-        ``dW_l = input_l.T @ delta_l`` and ``db_l = sum over the batch of delta_l``.
+        From the top layer down: the layer's error ``delta_l`` gives its gradients,
+        ``dW_l = input_l.T @ delta_l`` and ``db_l = sum over the batch of delta_l``, and the
+        error of the layer below, ``delta_{l-1} = (delta_l @ W_l.T) * relu'(z_{l-1})``.
+        ``optimizer`` is only for ``bugs.stale_weights_backprop``, which steps each layer
+        before the error goes down through its weights.
         """
         if not self._acts:
             raise RuntimeError("call forward(x) before backward(grad_out)")
@@ -273,21 +318,10 @@ class MLP:
         delta = np.asarray(grad_out, dtype=self.dtype)
         if delta.shape != acts[-1].shape:
             raise ValueError(f"grad_out must have shape {acts[-1].shape}, got {delta.shape}")
-        deltas = [delta]
-        for layer in range(self.n_layers - 1, 0, -1):
-            upstream = delta @ np.swapaxes(
-                self.W[layer], -1, -2
-            )  # (..., B, n_out) -> (..., B, n_in)
-            h = acts[layer]  # this layer's ReLU output = the next layer's input
-            if bugs.inplace_relu_derivative:
-                h[h > 0] = 1.0  # overwrites the stored activations with the 0/1 derivative
-                delta = upstream * h
-            else:
-                delta = upstream * (h > 0)
-            deltas.append(delta)
-        deltas.reverse()
-        for layer, delta in enumerate(deltas):
-            x = acts[layer]  # (..., B, n_in)
+        if bugs.stale_weights_backprop and optimizer is None:
+            raise ValueError("the stale_weights_backprop bug needs backward(..., optimizer)")
+        for layer in range(self.n_layers - 1, -1, -1):
+            x = acts[layer]  # (..., B, n_in): this layer's input, the ReLU output below
             if bugs.no_input_outer_product:
                 # the error, summed over the batch, copied to every input row
                 self.dW[layer][...] = delta.sum(axis=-2)[..., None, :]
@@ -297,7 +331,17 @@ class MLP:
                 self.db[layer][...] = delta.sum(axis=(-2, -1))[..., None]
             else:
                 self.db[layer][...] = delta.sum(axis=-2)
-        return deltas[0] @ np.swapaxes(self.W[0], -1, -2)
+            if bugs.stale_weights_backprop:  # update now: the error below sees the new W
+                top = layer == self.n_layers - 1
+                optimizer.step(self.grad, part=self.layer_parts[layer], new_step=top)
+            upstream = delta @ np.swapaxes(
+                self.W[layer], -1, -2
+            )  # (..., B, n_out) -> (..., B, n_in)
+            if layer > 0:
+                # relu'(z) from the stored output x = relu(z); with the bug, a test for
+                # z < 0 on the clamped copy finds nothing: the derivative is 1 everywhere
+                delta = upstream if bugs.relu_derivative_always_one else upstream * (x > 0)
+        return upstream
 
     def copy_from(self, other: MLP) -> None:
         """Make this network's parameters equal to ``other``'s (the target-network copy)."""

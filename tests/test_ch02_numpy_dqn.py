@@ -138,3 +138,38 @@ def test_truncated_window_bootstraps_with_the_steps_it_summed():
     assert batch.discount[0, 0] == pytest.approx(0.25)  # bootstraps two steps ahead
     assert batch.terminated[0, 0] == 0.0
     np.testing.assert_array_equal(batch.next_obs[0, 0], buffer["next_obs"][0, 4])
+
+
+@pytest.mark.parametrize(
+    "bug",
+    ["aliased_target", "single_sample_updates", "extra_input_layer", "stale_weights_backprop"],
+)
+def test_each_dqn_bug_trains(bug):
+    cfg = DQNConfig(
+        total_steps=600, learning_starts=256, train_every=256, updates_per_train=2,
+        batch_size=4, eval_every=300, eval_episodes=2, bugs=Bugs.only(bug),
+    )  # fmt: skip
+    result = train(cfg, [0, 1])
+    n_updates = 2 * 2 * (4 if bug == "single_sample_updates" else 1)  # two bursts
+    assert result.losses.shape == result.signed_grads.shape == (n_updates, 2)
+    assert np.isfinite(result.losses).all()
+    if bug == "extra_input_layer":
+        assert result.net.sizes == [4, 4, 64, 64, 2]
+
+
+def test_aliased_target_is_the_online_network():
+    """With the bug the TD targets move with every update; with a copy they wait."""
+    cfg = dict(total_steps=300, learning_starts=256, train_every=256, updates_per_train=64,
+               target_every=1000, eval_every=300, eval_episodes=1, stop_when_solved=False)  # fmt: skip
+    right = train(DQNConfig(**cfg), [0])
+    aliased = train(DQNConfig(**cfg, bugs=Bugs.only("aliased_target")), [0])
+    assert right.signed_grads.shape == aliased.signed_grads.shape == (64, 1)
+    np.testing.assert_array_equal(right.signed_grads[0], aliased.signed_grads[0])  # same start
+    assert not np.array_equal(right.signed_grads, aliased.signed_grads)
+
+
+def test_signed_gradient_is_the_mean_of_dl_dq():
+    q = np.array([[[0.0, 5.0], [0.0, 5.0]]])  # errors +5 and -5: the signs cancel
+    a, y, mask = np.array([[1, 1]]), np.array([[0.0, 10.0]]), np.ones((1, 2))
+    loss, g = dqn_loss_grad(q, a, y, mask)
+    assert loss[0] == pytest.approx(4.5) and g[..., 1].sum() == pytest.approx(0.0)

@@ -9,7 +9,16 @@ import torch
 
 from rldebug.diagnostics.gradcheck import check_gradients, relative_error
 from rldebug.numpy_dqn import dqn_loss_grad
-from rldebug.numpy_mlp import MLP, Adam, Bugs, adam_step, dense_relu_backward, huber, huber_grad
+from rldebug.numpy_mlp import (
+    MLP,
+    Adam,
+    Bugs,
+    adam_step,
+    dense_relu_backward,
+    huber,
+    huber_grad,
+    huber_grad_with_jump,
+)
 
 
 def _torch_mlp_grads(net: MLP, x: np.ndarray, grad_out: np.ndarray) -> list[np.ndarray]:
@@ -91,7 +100,13 @@ def test_correct_network_passes_gradient_check():
 
 
 @pytest.mark.parametrize(
-    "bug", ["no_input_outer_product", "inplace_relu_derivative", "scalar_loss_gradient"]
+    "bug",
+    [
+        "no_input_outer_product",
+        "relu_derivative_always_one",
+        "scalar_loss_gradient",
+        "huber_gradient_jump",
+    ],
 )
 def test_gradient_bugs_fail_gradient_check(bug):
     assert _dqn_gradcheck(Bugs.only(bug)) > 1e-2
@@ -116,3 +131,57 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="grad_out must have shape"):
         net.forward(np.zeros((3, 5, 4)))
         net.backward(np.zeros((3, 5, 3)))
+
+
+def test_relu_derivative_always_one_passes_every_error_down():
+    """With the bug, a unit that was off in the forward pass still passes its error down."""
+    rng = np.random.default_rng(6)
+    x, g = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    right = MLP([4, 16, 2], rng=np.random.default_rng(7))
+    bug = MLP(
+        [4, 16, 2], rng=np.random.default_rng(7), bugs=Bugs.only("relu_derivative_always_one")
+    )
+    h = np.maximum(x @ right.W[0] + right.b[0], 0.0)
+    right.forward(x), bug.forward(x)
+    right.backward(g), bug.backward(g)
+    np.testing.assert_allclose(bug.db[0], (g @ right.W[1].T).sum(axis=0))  # no mask at all
+    np.testing.assert_allclose(right.db[0], ((g @ right.W[1].T) * (h > 0)).sum(axis=0))
+    np.testing.assert_allclose(bug.dW[1], right.dW[1])  # the top layer is untouched
+
+
+def test_stale_weights_backprop_sends_the_error_through_updated_weights():
+    rng = np.random.default_rng(8)
+    x, g = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    stale = MLP([4, 16, 2], rng=np.random.default_rng(9), bugs=Bugs.only("stale_weights_backprop"))
+    right = MLP([4, 16, 2], rng=np.random.default_rng(9))
+    w1_before = right.W[1].copy()
+    with pytest.raises(ValueError, match="optimizer"):
+        stale.forward(x)
+        stale.backward(g)
+    opt_stale, opt_right = Adam(stale.flat, lr=0.1), Adam(right.flat, lr=0.1)
+    stale.forward(x), right.forward(x)
+    stale.backward(g, optimizer=opt_stale)  # steps inside
+    right.backward(g)
+    opt_right.step(right.grad)
+    assert opt_stale.t == opt_right.t == 1
+    np.testing.assert_allclose(stale.W[1], right.W[1])  # the top layer: the same step
+    h = np.maximum(x @ right.W[0] + right.b[0], 0.0)  # right.W[0] already moved: recompute
+    h_before = np.maximum(x @ MLP([4, 16, 2], rng=np.random.default_rng(9)).W[0], 0.0)
+    np.testing.assert_allclose(right.dW[0], x.T @ ((g @ w1_before.T) * (h_before > 0)))
+    np.testing.assert_allclose(stale.dW[0], x.T @ ((g @ stale.W[1].T) * (h_before > 0)))
+    assert not np.allclose(stale.W[0], right.W[0])
+    del h
+
+
+def test_huber_gradient_jump_is_the_questions_derivative():
+    e = np.array([-3.0, -1.001, -0.999, 0.0, 0.5, 0.999, 1.001, 3.0])
+    np.testing.assert_allclose(
+        huber_grad_with_jump(e), [-0.25, -0.25, -0.4995, 0.0, 0.25, 0.4995, 0.25, 0.25]
+    )
+
+
+def test_every_bug_but():
+    bugs = Bugs.every(but=["single_sample_updates"])
+    assert not bugs.single_sample_updates and bugs.aliased_target
+    with pytest.raises(ValueError, match="unknown bugs"):
+        Bugs.every(but=["typo"])
