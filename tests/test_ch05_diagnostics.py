@@ -90,13 +90,19 @@ def test_rollout_consistency_reports_worst_index():
     b[3, 41] += 0.5
     bad = rollout_consistency(a, b)
     assert not bad.ok and bad.worst_index == (3, 41)
-    assert "MISMATCH at (env 3, step 41)" in str(bad)
+    assert "first mismatch at (env 3, step 41), worst at (env 3, step 41)" in str(bad)
+    c = b.clone()
+    c[1, 7] += 0.1  # an earlier, smaller mismatch: the first is not the worst
+    two = rollout_consistency(a, c)
+    assert two.first_mismatch == (1, 7) and two.worst_index == (3, 41)
+    assert "first mismatch at (env 1, step 7), worst at (env 3, step 41)" in str(two)
+    assert "2 of 200 entries" in str(two)
     mask = torch.ones(4, 50)
     mask[3, 41] = 0
     assert rollout_consistency(a, b, mask=mask).ok
     assert rollout_consistency(a[..., None], b[..., None], mask=mask).ok  # leading-dims mask
     time_major = rollout_consistency(a.T, b.T, dims=("step", "env"))
-    assert "(step 41, env 3)" in str(time_major)
+    assert "first mismatch at (step 41, env 3)" in str(time_major)
     with pytest.raises(RolloutConsistencyError, match="MISMATCH"):
         check_rollout_consistency(a, b)
     assert check_rollout_consistency(a, a).ok

@@ -228,8 +228,11 @@ class ConsistencyReport:
         )
         if self.ok:
             return f"{head} — OK"
+        # The first mismatch points at the cause (the first step whose state differs); the
+        # worst is only where the error has grown largest. Name both, and which is which.
         return (
-            f"{head} — MISMATCH at {self._where(self.worst_index)}; "
+            f"{head} — MISMATCH: first mismatch at {self._where(self.first_mismatch)}, "
+            f"worst at {self._where(self.worst_index)}; "
             f"{self.n_mismatched} of {self.n_valid} entries differ by more than {self.atol:g}"
         )
 
