@@ -32,6 +32,9 @@ __all__ = [
     "zero_state",
     "reset_state",
     "detach_state",
+    "store_state",
+    "state_of_envs",
+    "check_state",
     "rollout_with_resets",
     "sequence_mask",
     "masked_mean",
@@ -66,32 +69,99 @@ def _keep_mask(
     return (1.0 - start.to(h.dtype)).unsqueeze(-1)  # (B, 1): broadcasts over H (and L)
 
 
-def reset_state(state: State, episode_start) -> State:
-    """Zero the state of every environment whose ``episode_start`` flag is set.
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        items = ", ".join(_describe(v) for v in value[:3]) + (", ..." if len(value) > 3 else "")
+        return f"a {type(value).__name__} of {len(value)} items ({items})"
+    return f"a {type(value).__name__}"
 
-    ``state`` is (L, B, H), (B, H), or an LSTM tuple of them; ``episode_start`` is (B,)
-    (bool or 0/1) or a single bool. Multiplying by (1 - start) keeps the graph intact for
-    the environments that go on. ``None`` stays ``None`` (zeros already).
+
+def check_state(state: State) -> State:
+    """Return ``state`` unchanged if it is a recurrent state, else raise naming the problem.
+
+    A state is ``None`` (zeros), a GRU's h, (L, B, H) or (B, H), or an LSTM's tuple (h, c)
+    of two tensors of the same shape.
     """
     if state is None:
         return None
-    if isinstance(state, tuple):
-        return tuple(reset_state(s, episode_start) for s in state)  # type: ignore[return-value]
-    if not isinstance(state, torch.Tensor) or state.ndim not in (2, 3):
-        raise ValueError(
-            "state must be None, a tensor (L, B, H) or (B, H), or an LSTM tuple (h, c); got "
-            + (f"shape {tuple(state.shape)}" if isinstance(state, torch.Tensor) else repr(state))
+    if isinstance(state, torch.Tensor):
+        if state.ndim not in (2, 3):
+            raise ValueError(
+                f"a GRU state h is (L, B, H) or (B, H); got shape {tuple(state.shape)}"
+            )
+        return state
+    pair = isinstance(state, (tuple, list)) and len(state) == 2
+    if pair and all(isinstance(part, torch.Tensor) for part in state):
+        if isinstance(state, list):
+            raise TypeError(
+                f"an LSTM state is a tuple (h, c), not a list; got {_describe(state)}: "
+                "pass tuple(state)"
+            )
+        h, c = state
+        if h.shape != c.shape or h.ndim not in (2, 3):
+            raise ValueError(
+                "an LSTM state (h, c) holds two tensors of the same shape, (L, B, H) or "
+                f"(B, H); got h {tuple(h.shape)} and c {tuple(c.shape)}"
+            )
+        return state
+    hint = ""
+    if pair and isinstance(state[0], torch.Tensor) and isinstance(state[1], tuple):
+        hint = (
+            ": this looks like the whole return value of nn.LSTM, (output, (h, c)); "
+            "the state is its second item"
         )
-    return state * _keep_mask(episode_start, state)
+    raise TypeError(
+        "a recurrent state is None, a GRU's h (a tensor (L, B, H) or (B, H)) or an LSTM's "
+        f"tuple (h, c) of two such tensors; got {_describe(state)}{hint}"
+    )
 
 
-def detach_state(state: State) -> State:
-    """Cut the graph between truncated-BPTT segments; the values are carried on."""
+def _each_part(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:
+    """Apply ``fn`` to h (GRU), or to both h and c (LSTM): one rule for both kinds."""
+    state = check_state(state)
     if state is None:
         return None
     if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)  # type: ignore[return-value]
-    return state.detach()
+        return (fn(state[0]), fn(state[1]))
+    return fn(state)
+
+
+def reset_state(state: State, episode_start) -> State:
+    """Zero the state of every environment whose ``episode_start`` flag is set.
+
+    ``state`` is (L, B, H), (B, H), or an LSTM tuple (h, c) of them (both are zeroed);
+    ``episode_start`` is (B,) (bool or 0/1) or a single bool. Multiplying by (1 - start)
+    keeps the graph intact for the environments that go on. ``None`` stays ``None``.
+    """
+    return _each_part(state, lambda part: part * _keep_mask(episode_start, part))
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph between truncated-BPTT segments; the values are carried on.
+
+    For an LSTM both h and c are detached: c alone still reaches back through every step.
+    """
+    return _each_part(state, torch.Tensor.detach)
+
+
+def store_state(state: State) -> State:
+    """A copy of the state to keep in a rollout or replay buffer.
+
+    Detached (the buffer must not hold the graph) and cloned (later in-place changes to
+    the live state do not reach the stored one); for an LSTM both h and c.
+    """
+    return _each_part(state, lambda part: part.detach().clone())
+
+
+def state_of_envs(state: State, envs) -> State:
+    """The state of some environments only (a minibatch of sequences): batch dim -2.
+
+    ``envs`` indexes the batch (a list of indices, a tensor, a slice or a bool mask);
+    an (L, B, H) state becomes (L, len(envs), H), and both parts of an LSTM's (h, c).
+    """
+    return _each_part(state, lambda part: part[..., envs, :])
 
 
 class RecurrentNet(nn.Module):
@@ -135,6 +205,12 @@ class RecurrentNet(nn.Module):
         batch, steps = obs.shape[:2]
         if state is None:
             state = self.initial_state(batch)
+        is_lstm = isinstance(self.rnn, nn.LSTM)
+        if isinstance(check_state(state), tuple) != is_lstm:
+            raise TypeError(
+                f"this network is {'an LSTM' if is_lstm else 'a GRU'}: its state is "
+                f"{'a tuple (h, c)' if is_lstm else 'one tensor h'}; got {_describe(state)}"
+            )
         if episode_start is None or not bool(torch.as_tensor(episode_start)[:, 1:].any()):
             # Resets at most before the first step: one call to the fused RNN.
             if episode_start is not None:
@@ -228,6 +304,7 @@ def packed_forward(
     Returns outputs (B, T, H) with zeros on padding, and the state at each sequence's own
     last valid step (not at the padded end).
     """
+    check_state(state)
     packed = pack_padded_sequence(padded, lengths.cpu(), batch_first=True, enforce_sorted=False)
     out_packed, state = rnn(packed, state)
     outputs, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=padded.shape[1])

@@ -18,6 +18,8 @@ from rldebug.recurrent import (
     reset_state,
     rollout_with_resets,
     sequence_mask,
+    state_of_envs,
+    store_state,
     zero_state,
 )
 
@@ -120,3 +122,99 @@ def test_packed_equals_padded_on_valid_steps():
     assert torch.allclose(out_packed[mask], out_padded[mask], atol=1e-6)
     assert out_packed[~mask].abs().sum() == 0
     assert torch.allclose(h_packed[0], last_valid(out_padded, lengths), atol=1e-6)
+
+
+# The LSTM's (h, c) beside the GRU's h: every helper treats both parts alike.
+
+
+def _lstm_state(layers=1, batch=3, hidden=4):
+    return (torch.randn(layers, batch, hidden), torch.randn(layers, batch, hidden))
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        ([torch.ones(1, 3, 4), torch.ones(1, 3, 4)], TypeError, "not a list"),
+        ((torch.ones(1, 3, 4),) * 3, TypeError, "tuple of 3 items"),
+        ((torch.ones(1, 3, 4), torch.ones(1, 2, 4)), ValueError, "same shape"),
+        (torch.ones(4), ValueError, "GRU state h"),
+        ("h", TypeError, "a str"),
+        ((torch.ones(2, 5, 4), (torch.ones(1, 2, 4),) * 2), TypeError, "return value of nn.LSTM"),
+    ],
+)
+def test_state_helpers_reject_what_is_not_a_state(bad, error, words):
+    for helper in (
+        lambda s: reset_state(s, True),
+        detach_state,
+        store_state,
+        lambda s: state_of_envs(s, [0]),
+    ):
+        with pytest.raises(error, match=words):
+            helper(bad)
+
+
+def test_carried_lstm_state_is_h_and_c_and_matches_one_call():
+    torch.manual_seed(4)
+    net = RecurrentNet(3, 2, 8, cell="lstm")
+    obs = torch.randn(2, 6, 3)
+    seq, (h_seq, c_seq) = net(obs, None)
+    state, outs = None, []
+    for t in range(6):
+        out, state = net.step(obs[:, t], state)
+        outs.append(out)
+    assert isinstance(state, tuple) and state[0].shape == state[1].shape == (1, 2, 8)
+    assert torch.allclose(torch.stack(outs, 1), seq, atol=1e-6)
+    assert torch.allclose(state[0], h_seq, atol=1e-6) and torch.allclose(state[1], c_seq, atol=1e-6)
+    with pytest.raises(TypeError, match="an LSTM: its state is a tuple"):
+        net(obs, h_seq)  # h alone, no c
+    with pytest.raises(TypeError, match="a GRU: its state is one tensor"):
+        RecurrentNet(3, 2, 8)(obs, (h_seq, c_seq))
+
+
+def test_reset_zeroes_h_and_c_and_keeps_the_graph_of_the_others():
+    h, c = (part.requires_grad_(True) for part in _lstm_state())
+    new_h, new_c = reset_state((h, c), [True, False, True])
+    for new in (new_h, new_c):
+        assert new[:, [0, 2]].abs().sum() == 0 and new.requires_grad
+    assert torch.equal(new_h[:, 1], h[:, 1]) and torch.equal(new_c[:, 1], c[:, 1])
+
+
+def test_detach_cuts_both_h_and_c():
+    x = torch.randn(1, 3, 4, requires_grad=True)
+    h, c = detach_state((x * 2, x * 3))
+    assert not h.requires_grad and not c.requires_grad
+    assert torch.equal(h, (x * 2).detach()) and torch.equal(c, (x * 3).detach())
+
+
+def test_store_state_is_a_detached_copy_for_gru_and_lstm():
+    for state in (torch.randn(1, 3, 4, requires_grad=True), _lstm_state()):
+        stored = store_state(state)
+        parts = stored if isinstance(stored, tuple) else (stored,)
+        live = state if isinstance(state, tuple) else (state,)
+        with torch.no_grad():
+            for part in live:
+                part.zero_()  # a later in-place change to the live state
+        assert all(not p.requires_grad and p.abs().sum() > 0 for p in parts)
+
+
+def test_state_of_envs_picks_the_same_envs_in_h_and_c():
+    h, c = _lstm_state(layers=2, batch=5)
+    sub_h, sub_c = state_of_envs((h, c), [1, 4])
+    assert sub_h.shape == sub_c.shape == (2, 2, 4)
+    assert torch.equal(sub_h, h[:, [1, 4]]) and torch.equal(sub_c, c[:, [1, 4]])
+    assert torch.equal(state_of_envs(h, slice(0, 2)), h[:, :2])  # a GRU's h
+    assert state_of_envs(None, [0]) is None
+
+
+def test_packed_lstm_state_is_each_episodes_own_last_h_and_c():
+    torch.manual_seed(5)
+    lstm = nn.LSTM(2, 5, batch_first=True)
+    episodes = [torch.randn(n, 2) for n in (4, 7, 1)]
+    padded, lengths = pad_episodes(episodes)
+    _, (h_packed, c_packed) = packed_forward(lstm, padded, lengths)
+    _, (h_padded, c_padded) = lstm(padded)
+    for b, episode in enumerate(episodes):
+        _, (h_alone, c_alone) = lstm(episode[None])
+        assert torch.allclose(h_packed[:, b], h_alone[:, 0], atol=1e-6)
+        assert torch.allclose(c_packed[:, b], c_alone[:, 0], atol=1e-6)
+    assert not torch.allclose(c_padded[:, 0], c_packed[:, 0])  # ran over the padding
