@@ -456,5 +456,12 @@ def test_animation_helpers():
     assert len(fig.axes) == 3
     html = animate_episode(frames[:3], fps=10)
     assert "<script" in html.data
+    assert (
+        '<img alt="The car driving along the sine road' in html.data
+    )  # described for screen readers
+    quoted = animate_episode(frames[:3], fps=10, alt='a "quoted" car').data
+    assert 'alt="a &quot;quoted&quot; car"' in quoted
+    with pytest.raises(ValueError, match="alt"):
+        animate_episode(frames[:3], alt=" ")
     with pytest.raises(ValueError, match="render_mode"):
         episode_frames(gym.make("SineRoad-v0"), lambda obs: 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from html import escape
 from typing import Any
 
 import gymnasium as gym
@@ -69,9 +70,19 @@ def _check_frames(frames: Sequence[np.ndarray]) -> None:
         raise ValueError("frames is empty: nothing to show")
 
 
-def animate_episode(frames: Sequence[np.ndarray], fps: int = 20):
-    """An ``IPython.display.HTML`` player of ``frames`` (matplotlib's ``to_jshtml``)."""
+def animate_episode(
+    frames: Sequence[np.ndarray],
+    fps: int = 20,
+    alt: str = "The car driving along the sine road, one frame per step.",
+):
+    """An ``IPython.display.HTML`` player of ``frames`` (matplotlib's ``to_jshtml``).
+
+    ``alt`` describes the animation for readers who cannot see it (screen readers, a
+    page that failed to load its images).
+    """
     _check_frames(frames)
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError("alt must be a non-empty description of the animation")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
     import matplotlib.pyplot as plt
@@ -89,7 +100,7 @@ def animate_episode(frames: Sequence[np.ndarray], fps: int = 20):
         return (image,)
 
     animation = FuncAnimation(fig, update, frames=len(frames), interval=1000 / fps, blit=True)
-    html = HTML(_offline_player(animation.to_jshtml(fps=fps)))
+    html = HTML(_offline_player(animation.to_jshtml(fps=fps), alt))
     plt.close(fig)
     return html
 
@@ -109,7 +120,9 @@ _ICONS = {
 }
 
 
-def _offline_player(html: str) -> str:
+def _offline_player(html: str, alt: str) -> str:
+    # The player's <img> gets a description (html.escape: the text may hold quotes).
+    html = re.sub(r"<img id=", lambda m: f'<img alt="{escape(alt)}" id=', html, count=1)
     html = re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", html)
     html = html.replace('<i class="fa fa-play fa-flip-horizontal"></i>', "◀")
     return re.sub(
