@@ -10,12 +10,15 @@ only. Three pieces do that, and later chapters import them from here:
 
 The Taxi helpers run Taxi-v4's own transition table for many taxis and many seeds at once,
 so that a linear (one-hot) Q-network can be trained on several seeds in seconds.
+:func:`taxi_dqn_config` is the same task for the library's DQN (``rldebug.agents.dqn``):
+gymnasium's Taxi behind a one-hot observation wrapper, an ``nn.Module``, Adam, replay and
+a target network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +38,9 @@ __all__ = [
     "greedy_returns",
     "LinearQRun",
     "train_linear_taxi",
+    "TAXI_DQN_RECIPE",
+    "taxi_dqn_config",
+    "q_table_of",
 ]
 
 
@@ -313,6 +319,7 @@ def train_linear_taxi(
     epsilon: float = 0.1,
     semi_gradient: bool = True,
     truncation_is_terminal: bool = False,
+    greedy_actions: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eval_every: int = 100,
     seed: int = 0,
     tables: TaxiTables | None = None,
@@ -325,6 +332,8 @@ def train_linear_taxi(
     taxis just made (a batch of B = n_envs), the target from the same network (no target
     network), ``loss_fn(q_values, actions, targets)`` and plain SGD. With the mean over
     the batch, each sample moves its Q(s, a) by about alpha = 2 * lr / B of its TD error.
+    ``greedy_actions(q_values)`` maps Q (n_seeds, B, A) to the greedy actions (n_seeds, B)
+    (default: argmax over the last axis); chapter 1 passes buggy versions of it.
     """
     from tqdm.auto import tqdm
 
@@ -354,7 +363,10 @@ def train_linear_taxi(
             break
         # Act: epsilon-greedy on every taxi of every seed.
         q_values = q_of(state)  # (n_seeds, B, A), with grad: reused for the loss below
-        greedy = q_values.detach().argmax(dim=2)  # (n_seeds, B)
+        if greedy_actions is None:
+            greedy = q_values.detach().argmax(dim=2)  # (n_seeds, B)
+        else:
+            greedy = greedy_actions(q_values.detach())
         explore = torch.rand(greedy.shape, generator=gen) < epsilon
         random_actions = torch.randint(n_actions, greedy.shape, generator=gen)
         actions = torch.where(explore, random_actions, greedy)
@@ -377,3 +389,45 @@ def train_linear_taxi(
         with torch.no_grad():
             weights -= lr * grad  # plain SGD
     return LinearQRun(weights.detach(), np.array(steps), np.stack(returns, 1), counts.numpy())
+
+
+# --------------------------------------------------------------------------------------
+# The same task for the library's DQN
+# --------------------------------------------------------------------------------------
+
+# Measured on held-out seeds in benchmarks/claims.py (chapter 1's rows). A linear network
+# on one-hot states is a Q-table; Adam moves each entry by about lr per update whatever its
+# error, so a large lr decaying to 0 gets both speed and a precise final table.
+TAXI_DQN_RECIPE: dict[str, Any] = dict(
+    env_id="Taxi-v4",
+    num_envs=32,
+    total_steps=48_000,
+    hidden=(),  # no hidden layer: Q(s, .) = one_hot(s) @ W + b
+    lr=0.1,
+    lr_end=0.0,
+    batch_size=256,
+    learning_starts=1_000,
+    train_every=8,  # 4 updates per step of the 32 taxis
+    target_update_every=10,
+    eps_fraction=0.3,
+    eps_end=0.05,
+    max_grad_norm=None,
+    log_every=4_000,
+    eval_every=0,
+    final_eval_episodes=20,
+)
+
+
+def taxi_dqn_config(**overrides: Any):
+    """``DQNConfig`` for Taxi-v4 seen through ``sineroad.OneHotObservation``."""
+    from sineroad import OneHotObservation
+
+    from rldebug.agents.dqn import DQNConfig
+
+    return DQNConfig(**{**TAXI_DQN_RECIPE, "wrappers": (OneHotObservation,), **overrides})
+
+
+@torch.no_grad()
+def q_table_of(q_net: torch.nn.Module, n_states: int = 500) -> torch.Tensor:
+    """The (S, A) table of Q-values a network gives on every one-hot state."""
+    return q_net(torch.eye(n_states)).double()  # (S, S) one-hot rows -> (S, A)

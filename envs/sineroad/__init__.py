@@ -11,6 +11,7 @@ from sineroad.vector import SineRoadVectorEnv
 from sineroad.wrappers import (
     FlickerObservation,
     MaskObservation,
+    OneHotObservation,
     PixelObservation,
     PrevActionRewardObservation,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ENV_IDS",
     "FlickerObservation",
     "MaskObservation",
+    "OneHotObservation",
     "PixelObservation",
     "PrevActionRewardObservation",
     "RoadConfig",

@@ -1,4 +1,4 @@
-"""Reusable observation wrappers: flicker, masking, previous action and reward, pixels."""
+"""Reusable observation wrappers: flicker, masking, previous action and reward, pixels, one-hot."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sineroad.rendering import resize_nearest
 __all__ = [
     "FlickerObservation",
     "MaskObservation",
+    "OneHotObservation",
     "PixelObservation",
     "PrevActionRewardObservation",
 ]
@@ -97,6 +98,28 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation):
         return observation[self.indices]
+
+
+class OneHotObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """A Discrete observation ``s`` becomes the float32 vector ``one_hot(s)`` of length n.
+
+    ``OneHotObservation(gym.make("Taxi-v4"))`` observes 500 numbers, one of them 1: a
+    linear Q-network on it is a Q-table (chapter 1).
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Discrete):
+            raise TypeError(f"OneHotObservation needs a Discrete observation space, got {space}")
+        self.n, self.start = int(space.n), int(space.start)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.n,), dtype=np.float32)
+
+    def observation(self, observation):
+        vector = np.zeros(self.n, dtype=np.float32)
+        vector[int(observation) - self.start] = 1.0
+        return vector
 
 
 class PrevActionRewardObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

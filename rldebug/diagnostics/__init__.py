@@ -6,6 +6,9 @@ module                                      what it catches
 ``rldebug.diagnostics.gradients`` (ch01)    which Q outputs receive gradient; the (B,1)-(B,)
                                             broadcasting bug (``gradient_mask_report``,
                                             ``check_td_shapes``)
+``rldebug.diagnostics.collapse`` (ch01)     "it learns one action": spread of Q over actions,
+                                            share of the commonest greedy action, and which
+                                            cause fits (``action_collapse``)
 ``rldebug.diagnostics.gradcheck`` (ch02)    hand-written backward passes (finite differences
                                             and torch autograd)
 ``rldebug.diagnostics.recurrent`` (ch05)    no memory, hidden-state leaks, rollout/training
