@@ -83,6 +83,7 @@ class Claim:
 
 CLAIMS = [
     # chapter, key, what is claimed, kind, threshold, the assert's text in the notebook
+    Claim("ch01", "optimal", "DQN on one-hot Taxi-v4: greedy return within 0.5 of the optimum", "k_of_n", 7, "n_optimal >= {k}"),
     Claim("ch02", "solved", "numpy DQN: saved network solved (>= 475, 20 new episodes)", "k_of_n", 5, "n_solved >= {k}"),
     Claim("ch03", "reached", "DQN reached 475 within 30,000 steps", "k_of_n", 7, "reached >= {k}"),
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
@@ -101,6 +102,23 @@ CLAIMS = [
     Claim("ch08", "road_mean", "SineRoadFlicker-v0: GRU PPO mean final return > -65", "block", -65, "road_rec.eval_returns[-1].mean() > -65"),
     Claim("ch08", "road_mean_minus_mlp_best", "GRU PPO mean above the memoryless best seed", "block", 0, "road_rec.eval_returns[-1].mean() > road_mlp.eval_returns[-1].max()"),
 ]  # fmt: skip
+
+
+def run_ch01(seeds: list[int]) -> dict:
+    import torch
+
+    from rldebug import qlearning as ql
+    from rldebug.agents import dqn
+
+    runs = dqn.train_seeds(ql.taxi_dqn_config(), seeds, processes=1, progress=False)
+    tables = ql.taxi_tables()
+    optimum = float(ql.greedy_returns(ql.q_value_iteration(tables, 0.99), tables)[0])
+    exact = ql.greedy_returns(torch.stack([ql.q_table_of(r.q_net) for r in runs]), tables)
+    return {
+        "optimal": (exact.numpy() >= optimum - 0.5).tolist(),
+        "exact": exact.numpy().round(2).tolist(),
+        "final": [round(r.final_return, 1) for r in runs],
+    }
 
 
 def run_ch02(seeds: list[int]) -> dict:
@@ -237,6 +255,7 @@ def run_ch08(seeds: list[int]) -> dict:
 
 
 RUNNERS: dict[str, Callable[[list[int]], dict]] = {
+    "ch01": run_ch01,
     "ch02": run_ch02,
     "ch03": run_ch03,
     "ch04": run_ch04,
