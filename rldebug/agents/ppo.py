@@ -382,6 +382,7 @@ def collect_rollout(
     state: EnvState,
     num_steps: int,
     normalize: ObsNormalizer | None = None,
+    reset: bool = True,
 ) -> tuple[Rollout, EnvState, list[tuple[int, float]]]:
     """Act for ``num_steps`` steps in every environment; return the rollout and finished episodes.
 
@@ -389,6 +390,8 @@ def collect_rollout(
     starts an episode. ``h0`` stores the state the segment started from, so that the
     training unroll can recompute exactly the same outputs. ``state.obs`` is the raw
     observation; the rollout stores what the agent saw (normalised, when ``normalize``).
+    ``reset=False`` never resets the state while acting (a bug, kept to measure its cost);
+    ``starts`` still records the episode starts.
     """
     h0 = state.h.clone()
     normalize = normalize or (lambda x: x)
@@ -401,7 +404,7 @@ def collect_rollout(
     with torch.no_grad():
         for _ in range(num_steps):
             seen = normalize(o)
-            logits, value, h = agent.step(seen, h, start)
+            logits, value, h = agent.step(seen, h, start & reset)
             action = torch.distributions.Categorical(logits=logits).sample()
             raw.append(o)
             obs.append(seen)
@@ -422,7 +425,7 @@ def collect_rollout(
             done = torch.as_tensor(term | trunc)
             o = torch.as_tensor(next_o, dtype=torch.float32)
         # Bootstrap value of the last step: V(next obs), without advancing the stored state.
-        _, last_value, _ = agent.step(normalize(o), h, start)
+        _, last_value, _ = agent.step(normalize(o), h, start & reset)
     rollout = Rollout(
         obs=torch.stack(obs),  # T x (B, D) -> (T, B, D)
         starts=torch.stack(starts),
@@ -571,6 +574,9 @@ class PPOConfig:
     normalize_obs: bool = True
     eval_every: int = 3_000  # environment steps per agent between greedy evaluations
     eval_episodes: int = 20
+    # Two switches that plant chapter 8's bugs, to measure what they cost; keep both True.
+    reset_in_rollout: bool = True  # False: the rollout never resets the hidden state
+    reset_in_unroll: bool = True  # False: the training unroll never resets it
 
 
 def per_agent_mean(x: torch.Tensor, mask: torch.Tensor, num_agents: int) -> torch.Tensor:
@@ -590,7 +596,8 @@ def ppo_loss(
     """
     clip = cfg.clip if clip is None else clip
     s = agent.num_agents
-    logits, values = agent.unroll(mb.obs, mb.h0, mb.starts)  # (T, b, A), (T, b)
+    starts = mb.starts if cfg.reset_in_unroll else torch.zeros_like(mb.starts)
+    logits, values = agent.unroll(mb.obs, mb.h0, starts)  # (T, b, A), (T, b)
     logp_all = F.log_softmax(logits, -1)
     new_logp = logp_all.gather(-1, mb.actions.unsqueeze(-1)).squeeze(-1)  # (T, b)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -808,7 +815,9 @@ def train_ppo(
             optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - update / num_updates)
         clip = cfg.clip * (1.0 - update / num_updates) if cfg.anneal_clip else cfg.clip
 
-        rollout, state, finished = collect_rollout(agent, env, state, cfg.num_steps, normalize)
+        rollout, state, finished = collect_rollout(
+            agent, env, state, cfg.num_steps, normalize, reset=cfg.reset_in_rollout
+        )
         if normalize is not None:
             normalize.update(state.raw_obs)
         for i, ret in finished:

@@ -43,6 +43,8 @@ class FirstEpochReport:
     n_steps: int  # number of valid steps compared
     tol: float
     dims: tuple = ()  # names of the axes, for example ("step", "env")
+    first_index: tuple = ()  # the earliest step with |ratio - 1| > tol (() when none)
+    n_offending: int = 0  # valid steps with |ratio - 1| > tol
 
     @property
     def ok(self) -> bool:
@@ -55,8 +57,12 @@ class FirstEpochReport:
             f"approx KL = {self.approx_kl:.3g} over {self.n_steps} steps (tolerance {self.tol:g})"
         )
         if not self.ok:
+            # The first offending step points at the cause (the first state that differs);
+            # the worst is only where the difference has grown largest. Name both.
             text += (
-                f"; worst at {self.where}. Before any update the training pass "
+                f"; first at {self._name(self.first_index)}, worst at {self.where} "
+                f"({self.n_offending} of {self.n_steps} steps off). Before any update the "
+                "training pass "
                 "must recompute the rollout's log-probs exactly: check the hidden state "
                 "(stored initial state, resets at episode starts, whole sequences per "
                 "minibatch)."
@@ -66,13 +72,16 @@ class FirstEpochReport:
     @property
     def where(self) -> str:
         """The worst entry, with its axes named when ``dims`` is known."""
+        return self._name(self.worst_index)
+
+    def _name(self, index: tuple) -> str:
+        """``(env 3, step 41)`` when ``dims`` is known (env first), else ``index (41, 3)``."""
         if not self.dims:
-            return f"index {self.worst_index}"
+            return f"index {index}"
         return (
             "("
             + ", ".join(
-                f"{n} {i}"
-                for n, i in sorted(zip(self.dims, self.worst_index), key=lambda p: p[0] != "env")
+                f"{n} {i}" for n, i in sorted(zip(self.dims, index), key=lambda p: p[0] != "env")
             )
             + ")"
         )
@@ -114,6 +123,10 @@ def first_epoch_check(
     ratio = np.exp(log_ratio)
     dev = np.abs(ratio - 1.0)
     worst = np.unravel_index(int(np.argmax(dev)), dev.shape) if dev.ndim else ()
+    offending = np.argwhere(dev > tol)  # (n, ndim) indices, in row-major order
+    if "step" in dims and len(dims) == dev.ndim:  # the earliest in time, whatever the layout
+        offending = offending[np.argsort(offending[:, list(dims).index("step")], kind="stable")]
+    first = offending[0] if len(offending) and dev.ndim else ()
     kl = ((ratio - 1.0) - log_ratio)[valid].mean()
     return FirstEpochReport(
         max_ratio_dev=float(dev.max()),
@@ -122,4 +135,6 @@ def first_epoch_check(
         n_steps=int(valid.sum()),
         tol=tol,
         dims=tuple(dims),
+        first_index=tuple(int(i) for i in first),
+        n_offending=len(offending),
     )
