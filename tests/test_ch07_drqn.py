@@ -124,3 +124,16 @@ def test_training_runs_and_reports(untrained):
         recurrence=False,
     )
     assert res.n_updates > 0 and np.isfinite(res.final_return).all()
+
+
+def test_final_returns_skips_the_curve_but_not_the_result():
+    """final_returns evaluates only at the end; the training and the final score are the same."""
+    small = dict(total_steps=1_200, num_envs=4, learning_starts=400, train_every=16,
+                 eval_every=400, eval_episodes=2)  # fmt: skip
+    full = drqn.train(seeds=[0, 1], **small)
+    assert len(full.eval_steps) == 3
+    np.testing.assert_array_equal(
+        drqn.final_returns(seeds=[0, 1], **{**small, "eval_every": 1_200}), full.final_return
+    )
+    only_final = {k: v for k, v in small.items() if k != "eval_every"}
+    np.testing.assert_array_equal(drqn.final_returns(seeds=[0, 1], **only_final), full.final_return)
