@@ -122,7 +122,7 @@ def test_reversed_rewards_list_is_named():
 # ----------------------------------------------------------------------- gradients
 
 DIFFERENTIABLE = [
-    "masked_q_loss",
+    "fixed_dqn_loss",
     "copy_trick_loss",
     "dqn_loss",
     "rollout",
@@ -220,7 +220,7 @@ EDGES = {
     ("td_target", "batch of 1"): lambda c: len(c["rewards"]) == 1,
     ("td_target", "all terminated"): lambda c: bool(c["terminated"].all()),
     ("td_target", "gamma = 0"): lambda c: c["gamma"] == 0.0,
-    ("masked_q_loss", "batch of 1"): lambda c: len(c["targets"]) == 1,
+    ("fixed_dqn_loss", "batch of 1"): lambda c: len(c["batch"].rewards) == 1,
     ("copy_trick_loss", "batch of 1"): lambda c: len(c["targets"]) == 1,
     ("dense_relu_backward", "batch of 1"): lambda c: len(c["x"]) == 1,
     ("adam_step", "first step"): lambda c: c["t"] == 1,
@@ -448,9 +448,10 @@ def _td_target_detach(rewards, next_q_values, terminated, truncated, gamma):
     return rewards + gamma * (1.0 - terminated) * best
 
 
-def _masked_q_loss_index(q_values, actions, targets):
-    q_sa = q_values[torch.arange(len(actions)), actions]
-    return F.mse_loss(q_sa, targets)
+def _fixed_dqn_loss_index(model, batch, gamma):
+    q_sa = model(batch.obs)[torch.arange(len(batch.actions)), batch.actions]
+    next_v = model(batch.next_obs).max(dim=1).values.detach()
+    return F.mse_loss(q_sa, batch.rewards + gamma * (1 - batch.terminated) * next_v)
 
 
 def _adam_new_arrays(param, grad, m, v, t, lr, betas, eps):
@@ -520,7 +521,7 @@ def _drqn_mean_per_agent(q_net, target_net, batch, gamma, burn_in):
 ALTERNATIVES = {
     "discounted_returns": _returns_forward_index,
     "td_target": _td_target_detach,
-    "masked_q_loss": _masked_q_loss_index,
+    "fixed_dqn_loss": _fixed_dqn_loss_index,
     "adam_step": _adam_new_arrays,
     "dense_relu_backward": _dense_where,
     "masked_sequence_loss": _masked_loss_indexing,

@@ -1,30 +1,34 @@
 """Checkers for chapter 1, "Q-targets and masking".
 
-Three exercises: the TD target, the masked Q-loss (``gather``) and the Keras-style
-target-copy loss. The loss checkers compare the value of your loss *and* its gradient
-with respect to the network's output, so they see which outputs your loss reaches.
+Three exercises: the Keras-style target-copy loss, the TD target, and a bug hunt (a DQN
+loss with three of this chapter's bugs, to find and fix). The loss checkers compare the
+value of your loss *and* its gradient (with respect to the network's output, or to the
+network's weights), so they see which outputs your loss reaches.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 
 import numpy as np
 import torch
+from torch import nn
 
 from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge, type_phrase
+from rldebug.qlearning import QBatch
 from rldebug.qlearning import copy_trick_loss as _copy_trick_reference
-from rldebug.qlearning import masked_q_loss as _masked_reference
 from rldebug.qlearning import td_target as _td_reference
 
 __all__ = [
     "EXERCISES",
     "TD_TARGET",
-    "MASKED_Q_LOSS",
     "COPY_TRICK_LOSS",
+    "FIXED_DQN_LOSS",
     "check_td_target",
-    "check_masked_q_loss",
     "check_copy_trick_loss",
+    "check_fixed_dqn_loss",
 ]
 
 
@@ -139,7 +143,7 @@ TD_TARGET = Exercise(
 
 
 # --------------------------------------------------------------------------------------
-# Exercises 2 and 3: the two losses
+# The copy-trick loss
 # --------------------------------------------------------------------------------------
 
 
@@ -225,64 +229,6 @@ def _explain_loss(case, got, expected) -> str:
     return ""
 
 
-def _masked_broadcast(q_values, actions, targets):
-    q_sa = q_values.gather(1, actions.unsqueeze(1))  # (B, 1): not squeezed
-    return ((q_sa - targets) ** 2).mean()  # (B, 1) - (B,) -> (B, B)
-
-
-def _masked_uses_max(q_values, actions, targets):
-    return ((q_values.max(dim=1).values - targets) ** 2).mean()
-
-
-def _masked_all_outputs(q_values, actions, targets):
-    return ((q_values - targets.unsqueeze(1)) ** 2).mean()
-
-
-def _masked_detached(q_values, actions, targets):
-    q_sa = q_values.detach().gather(1, actions.unsqueeze(1)).squeeze(1)
-    return ((q_sa - targets) ** 2).mean()
-
-
-_BROADCAST_HINT = (
-    "q_values.gather(1, actions.unsqueeze(1)) is (B, 1) and the target is (B,): their "
-    "difference broadcasts to (B, B), B*B errors that pair each sample with every target. "
-    "Add .squeeze(1) after the gather (rldebug.qlearning.check_td_shapes catches this)."
-)
-_ALL_OUTPUTS_HINT = (
-    "Only the taken action has a target. Pick Q(s_i, a_i) with "
-    "q_values.gather(1, actions.unsqueeze(1)).squeeze(1) before the subtraction."
-)
-
-MASKED_Q_LOSS = Exercise(
-    name="masked_q_loss",
-    reference=_masked_reference,
-    make_case=_loss_case,
-    compare=_compare_loss,
-    explain=_explain_loss,
-    reference_path="rldebug.qlearning.masked_q_loss",
-    bugs=[
-        PlantedBug(
-            "the (B, 1) - (B,) broadcast makes a (B, B) loss", _masked_broadcast, _BROADCAST_HINT
-        ),
-        PlantedBug(
-            "the max over actions is used instead of the taken action",
-            _masked_uses_max,
-            "The loss trains the action that was taken: gather with `actions`, not max.",
-        ),
-        PlantedBug(
-            "every output is regressed on the target (no gather)",
-            _masked_all_outputs,
-            _ALL_OUTPUTS_HINT,
-        ),
-        PlantedBug(
-            "the loss is detached from the network",
-            _masked_detached,
-            "Do not .detach() q_values (or go through numpy): the loss must keep its graph.",
-        ),
-    ],
-)
-
-
 def _copy_shares_memory(q_values, actions, targets):
     wanted = q_values.detach()  # no clone(): the same memory as q_values
     wanted[torch.arange(len(actions)), actions] = targets  # also overwrites q_values
@@ -341,7 +287,178 @@ COPY_TRICK_LOSS = Exercise(
     ],
 )
 
-EXERCISES = [TD_TARGET, MASKED_Q_LOSS, COPY_TRICK_LOSS]
+# --------------------------------------------------------------------------------------
+# The bug hunt: a DQN loss with three planted bugs, fixed by the reader
+# --------------------------------------------------------------------------------------
+
+
+def _agent_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    """A small network, a batch of transitions with both kinds of ending, and a gamma."""
+    edge = forced_edge(case_index, ("batch of 1",))
+    batch_size = 1 if edge or rng.random() < 0.15 else int(rng.integers(2, 33))
+    obs_dim, n_actions = int(rng.integers(2, 9)), int(rng.integers(2, 7))
+    with torch.random.fork_rng():  # the reader's own torch random state stays as it was
+        torch.manual_seed(int(rng.integers(2**31)))
+        model = nn.Sequential(nn.Linear(obs_dim, 8), nn.Tanh(), nn.Linear(8, n_actions))
+    terminated = (rng.random(batch_size) < 0.25).astype(np.float32)
+    truncated = ((rng.random(batch_size) < 0.25) & (terminated == 0)).astype(np.float32)
+    if batch_size > 1:  # at least one real end and one time-limit cut
+        terminated[-1], truncated[-1] = 1.0, 0.0
+        terminated[0], truncated[0] = 0.0, 1.0
+    actions = rng.integers(0, n_actions, size=batch_size)
+    if batch_size > 1:  # the cut sample's action is its own: a column bug cannot hide it
+        others = rng.integers(0, n_actions - 1, size=batch_size - 1)
+        actions[1:] = others + (others >= actions[0])
+    batch = QBatch(
+        obs=_tensor(rng, batch_size, obs_dim),
+        actions=torch.from_numpy(actions),
+        rewards=_tensor(rng, batch_size),
+        next_obs=_tensor(rng, batch_size, obs_dim),
+        terminated=torch.from_numpy(terminated),
+        truncated=torch.from_numpy(truncated),
+    )
+    return {"model": model, "batch": batch, "gamma": float(rng.choice([0.5, 0.9, 0.99]))}
+
+
+def _agent_loss(
+    model, batch, gamma=0.99, *, copy_trick, columns=False, attached=False, done_ends=False
+):
+    """The fixed loss and its buggy variants; each keyword plants one bug."""
+    q_values = model(batch.obs)  # (B, A)
+    with torch.enable_grad() if attached else torch.no_grad():
+        next_q = model(batch.next_obs)  # (B, A)
+        done = torch.maximum(batch.terminated, batch.truncated) if done_ends else batch.terminated
+        targets = batch.rewards + gamma * (1 - done) * next_q.max(dim=1).values  # (B,)
+    if not copy_trick:
+        q_sa = q_values.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B, 1) -> (B,)
+        return ((q_sa - targets) ** 2).mean()
+    wanted = q_values.detach().clone()  # (B, A)
+    if columns:
+        wanted[:, batch.actions] = targets  # all B rows x the B taken columns
+    else:
+        wanted[torch.arange(len(batch.actions)), batch.actions] = targets
+    return ((q_values - wanted) ** 2).mean()
+
+
+_fixed_gather = functools.partial(_agent_loss, copy_trick=False)
+_fixed_copy_trick = functools.partial(_agent_loss, copy_trick=True)
+
+_HUNT_BUGS = {  # keyword: (the bug's name, the fix)
+    "columns": (
+        "targets written into whole columns (wanted[:, actions])",
+        "wanted[:, actions] fills every row's taken-action columns: index (row, action) pairs "
+        "with wanted[torch.arange(B), actions], or use gather.",
+    ),
+    "attached": (
+        "the target is not detached (the next-state pass keeps its graph)",
+        "Compute next_q and the target under torch.no_grad(): gradient_mask_report says "
+        "'not detached' when the second forward pass receives gradient.",
+    ),
+    "done_ends": (
+        "truncation is treated as termination (done = terminated or truncated)",
+        "Only `terminated` stops the bootstrap; a time-limit cut still has a next state: "
+        "a loss that changes when only `truncated` changes has this bug.",
+    ),
+}
+
+
+def _hunt_bugs() -> list[PlantedBug]:
+    """Every combination of the three planted bugs, in both styles (copy trick, gather)."""
+    found = []
+    for copy_trick, keys in ((True, tuple(_HUNT_BUGS)), (False, ("attached", "done_ends"))):
+        for n in range(len(keys), 0, -1):
+            for combo in itertools.combinations(keys, n):
+                name = " + ".join(_HUNT_BUGS[key][0] for key in combo)
+                fn = functools.partial(
+                    _agent_loss, copy_trick=copy_trick, **dict.fromkeys(combo, True)
+                )
+                style = "copy trick" if copy_trick else "gather"
+                hint = " ".join(_HUNT_BUGS[key][1] for key in combo)
+                found.append(PlantedBug(f"{name} [{style}]", fn, hint))
+    return found
+
+
+def _hunt_shares_memory(model, batch, gamma):
+    q_values = model(batch.obs)
+    with torch.no_grad():
+        targets = (
+            batch.rewards + gamma * (1 - batch.terminated) * model(batch.next_obs).max(dim=1).values
+        )
+    wanted = q_values.detach()  # no clone(): the same memory as q_values
+    wanted[torch.arange(len(batch.actions)), batch.actions] = targets
+    return ((q_values - wanted) ** 2).mean()  # always 0
+
+
+def _hunt_broadcast(model, batch, gamma):
+    q_sa = model(batch.obs).gather(1, batch.actions.unsqueeze(1))  # (B, 1): not squeezed
+    with torch.no_grad():
+        targets = (
+            batch.rewards + gamma * (1 - batch.terminated) * model(batch.next_obs).max(dim=1).values
+        )
+    return ((q_sa - targets) ** 2).mean()  # (B, 1) - (B,) -> (B, B)
+
+
+_BROADCAST_HINT = (
+    "gather(1, actions.unsqueeze(1)) is (B, 1) and the target is (B,): their difference "
+    "broadcasts to (B, B). Add .squeeze(1) after the gather (check_td_shapes catches this)."
+)
+
+
+def _compare_agent_loss(got, expected) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        return (
+            f"your loss is {type_phrase(got)}; return a torch.Tensor (a scalar): a number "
+            "taken out with .item() or numpy carries no gradient"
+        )
+    if got.ndim != 0:
+        return f"your loss has shape {tuple(got.shape)}; return one number (a 0-d tensor)"
+    return compare_outputs(got, expected, where="loss")
+
+
+class _BugHunt(Exercise):
+    """An exercise whose planted bugs differ in value, in gradient, or both: a bug is named
+    only when the reader's loss matches it in both (two bugs may share a value and differ in
+    their gradient, such as a target with and without its graph)."""
+
+    def _identify(self, case, got, use, changed=None):
+        if use is None and changed is None:
+            try:
+                use = [True]
+                self._differentiate(got, use)
+            except (RuntimeError, TypeError):  # no tensor, or a broken graph: value only
+                use, got.grads = None, None
+        return super()._identify(case, got, use, changed)
+
+
+FIXED_DQN_LOSS = _BugHunt(
+    name="fixed_dqn_loss",
+    reference=_fixed_gather,
+    make_case=_agent_case,
+    compare=_compare_agent_loss,
+    check_gradients=True,
+    answer_name="loss",
+    reference_path="rldebug.checkers.ch01 (the fixed loss, with gather)",
+    grad_hint=(
+        "Which weights a loss reaches decides what learns: only the taken action's output "
+        "gets an error, and the target (the next-state pass) gets no gradient at all."
+    ),
+    alternatives=(_fixed_copy_trick,),  # the copy trick, fixed: the gather loss / |A|
+    bugs=[
+        *_hunt_bugs(),
+        PlantedBug(
+            "the copy shares memory with the network's output (detach() without clone())",
+            _hunt_shares_memory,
+            "q_values.detach() is a view of the same numbers: writing the target into it "
+            "writes it into q_values too, and the loss is 0. Use q_values.detach().clone().",
+        ),
+        PlantedBug(
+            "the (B, 1) - (B,) broadcast makes a (B, B) loss", _hunt_broadcast, _BROADCAST_HINT
+        ),
+    ],
+)
+
+
+EXERCISES = [COPY_TRICK_LOSS, TD_TARGET, FIXED_DQN_LOSS]
 
 
 def _positionally(fn):
@@ -362,9 +479,9 @@ def check_td_target(fn, *, seed=None):
     TD_TARGET.check(_positionally(fn), seed=seed)
 
 
-def check_masked_q_loss(fn, *, seed=None):
-    """Check a reader's ``masked_q_loss(q_values, actions, targets)`` (by position)."""
-    MASKED_Q_LOSS.check(_positionally(fn), seed=seed)
+def check_fixed_dqn_loss(fn, *, seed=None):
+    """Check a reader's ``fixed_dqn_loss(model, batch, gamma)`` (by position)."""
+    FIXED_DQN_LOSS.check(_positionally(fn), seed=seed)
 
 
 def check_copy_trick_loss(fn, *, seed=None):
