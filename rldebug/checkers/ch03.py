@@ -1,4 +1,5 @@
-"""Checkers for chapter 3, "A DQN that learns": replay sampling and the DQN loss."""
+"""Checkers for chapter 3, "A DQN that learns": replay sampling, the probe environment
+(in :mod:`rldebug.checkers.ch03_probe`) and the DQN loss."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from rldebug.agents.dqn import dqn_loss as _reference_loss
+from rldebug.checkers.ch03_probe import (
+    PROBE_ENV,
+    ConstantRewardEnv,
+    check_probe_env,
+    probe_env_or_reference,
+)
 from rldebug.checking import CheckFailed, Exercise, PlantedBug, compare_outputs, forced_edge
 from rldebug.nets import q_network
 from rldebug.replay import Transitions
@@ -19,9 +26,13 @@ from rldebug.replay import sample_from_rollout as _reference_sample
 __all__ = [
     "DQN_LOSS",
     "EXERCISES",
+    "PROBE_ENV",
     "SAMPLE_FROM_ROLLOUT",
+    "ConstantRewardEnv",
     "check_dqn_loss",
+    "check_probe_env",
     "check_sample_from_rollout",
+    "probe_env_or_reference",
 ]
 
 
@@ -469,4 +480,4 @@ def check_dqn_loss(fn: Callable[..., Any], *, seed: int | None = None) -> None:
     DQN_LOSS.check(fn, seed=seed)
 
 
-EXERCISES = [SAMPLE_FROM_ROLLOUT, DQN_LOSS]
+EXERCISES = [SAMPLE_FROM_ROLLOUT, PROBE_ENV, DQN_LOSS]
