@@ -146,7 +146,7 @@ def stamp(nb, name: str) -> None:
             continue
         tags = _tags(cell)
         if SOLUTION_MARK in cell.source:
-            grade_id = _grade_id(cell, "solution", r"^def (\w+)", index)
+            grade_id = _grade_id(cell, "solution", r"^(?:def|class) (\w+)", index)
             cell.metadata["nbgrader"] = {
                 "grade": False,
                 "grade_id": grade_id,
