@@ -519,7 +519,13 @@ def _drqn_mean_per_agent(q_net, target_net, batch, gamma, burn_in):
     return (errors.sum(dim=(1, 2)) / mask.sum(dim=(1, 2))).sum()
 
 
+def _window_gather_last_real_step(gru, head, windows, lengths):
+    out, _ = gru(windows)  # zeros come after the real steps: out at lengths - 1 is unaffected
+    return head(out[torch.arange(len(lengths)), lengths - 1])
+
+
 ALTERNATIVES = {
+    "window_logits": _window_gather_last_real_step,
     "discounted_returns": _returns_forward_index,
     "td_target": _td_target_detach,
     "fixed_dqn_loss": _fixed_dqn_loss_index,

@@ -305,7 +305,147 @@ EPISODE_LOG_PROBS = Exercise(
     ],
 )
 
-EXERCISES = [REINFORCE_LOSS, EPISODE_LOG_PROBS]
+
+# ----------------------------------------------------------------------------------------
+# Exercise 3: a window policy that reads the last real step (the question's window design)
+# ----------------------------------------------------------------------------------------
+
+
+def window_logits(gru, head, windows, lengths):
+    """Logits (B, A) from the state after each window's last real observation.
+
+    ``windows`` (B, W, O) hold ``lengths[b]`` real observations, then zeros; every window
+    starts from the zero state. Packing skips the zeros, so ``h_n`` is the state after the
+    last real step.
+    """
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        windows, lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    _, h_n = gru(packed)  # (layers, B, H): each window's state after its last real step
+    return head(h_n[-1])  # the top layer's state -> (B, A)
+
+
+WINDOW_EDGES = ("full windows", "window of one", "two layers")
+
+
+def _window_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, WINDOW_EDGES)
+    batch, width = int(rng.integers(2, 6)), int(rng.integers(3, 7))
+    obs_dim, hidden = int(rng.integers(2, 5)), int(rng.integers(3, 9))
+    layers = 2 if edge == "two layers" or rng.random() < 0.3 else 1
+    torch.manual_seed(int(rng.integers(2**31)))
+    gru = torch.nn.GRU(obs_dim, hidden, num_layers=layers, batch_first=True)
+    head = torch.nn.Linear(hidden, int(rng.integers(2, 4)))
+    with torch.no_grad():  # larger recurrent weights: which steps were read shows clearly
+        for name, weight in gru.named_parameters():
+            if name.startswith("weight_hh"):
+                weight.mul_(3.0)
+    lengths = rng.integers(1, width + 1, size=batch)
+    if edge == "full windows":
+        lengths[:] = width
+    else:
+        lengths[0] = 1 if edge == "window of one" else rng.integers(1, width)
+        lengths[-1] = width
+    windows = rng.normal(size=(batch, width, obs_dim)).astype(np.float32)
+    windows[np.arange(width)[None, :] >= lengths[:, None]] = 0.0  # zeros after the real steps
+    return {
+        "gru": gru,
+        "head": head,
+        "windows": torch.from_numpy(windows),
+        "lengths": torch.from_numpy(lengths.astype(np.int64)),
+    }
+
+
+def _reads_the_padding(gru, head, windows, lengths):
+    out, _ = gru(windows)
+    return head(out[:, -1])  # the last slot: after the zeros in a short window
+
+
+def _reads_the_first_step(gru, head, windows, lengths):
+    out, _ = gru(windows)
+    return head(out[:, 0])
+
+
+def _first_layer_state(gru, head, windows, lengths):
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        windows, lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    _, h_n = gru(packed)
+    return head(h_n[0])  # the bottom layer of a stacked GRU
+
+
+def _state_carried_across_windows(gru, head, windows, lengths):
+    logits, h = [], None
+    for b in range(windows.shape[0]):  # each window starts where the previous one ended
+        _, h = gru(windows[b : b + 1, : int(lengths[b])], h)
+        logits.append(head(h[-1]))
+    return torch.cat(logits)
+
+
+def _detached_state(gru, head, windows, lengths):
+    out, _ = gru(windows)
+    last = out[torch.arange(len(lengths)), lengths - 1]  # (B, H): after the last real step
+    return head(last.detach())
+
+
+def _window_compare(got, expected):
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        return (
+            f"your logits have shape {tuple(got.shape)}; they must be (B, A) = "
+            f"{tuple(expected.shape)}: one row per window, from one step's state (no flatten "
+            "over the window's steps)"
+        )
+    return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="logits")
+
+
+WINDOW_LOGITS = Exercise(
+    name="window_logits",
+    reference=window_logits,
+    make_case=_window_case,
+    compare=_window_compare,
+    explain=lambda case, got, expected: (
+        "Run each window from the zero state, skip its padding (pack_padded_sequence, or "
+        "gather the output at lengths - 1), and give the head the top layer's state after the "
+        "last real observation."
+    ),
+    check_gradients=True,
+    answer_name="logits",
+    grad_hint="The GRU's and the head's weights must all get their gradient: no .detach() "
+    "or torch.no_grad() between the GRU and the head.",
+    reference_path="rldebug.checkers.ch06.window_logits",
+    bugs=[
+        PlantedBug(
+            "the head reads the window's last slot, after the padding",
+            _reads_the_padding,
+            "out[:, -1] is the state after the zeros of a short window, not after its last "
+            "real observation: pack the windows with their lengths, or gather out at "
+            "lengths - 1.",
+        ),
+        PlantedBug(
+            "the head reads the window's first step",
+            _reads_the_first_step,
+            "out[:, 0] has seen one observation; 'now' is the last real step of the window.",
+        ),
+        PlantedBug(
+            "the head reads the bottom layer of a stacked GRU",
+            _first_layer_state,
+            "h_n is (layers, B, H): the head sits on the top layer, h_n[-1], as out does.",
+        ),
+        PlantedBug(
+            "the state is carried from one window into the next",
+            _state_carried_across_windows,
+            "Each window already holds the recent past: start every window from the zero "
+            "state (hx=None), or each observation is read again in every window it is in.",
+        ),
+        PlantedBug(
+            "the GRU's state is detached before the head",
+            _detached_state,
+            "The values are right, but the GRU gets no gradient: give the head the state as it is.",
+        ),
+    ],
+)
+
+EXERCISES = [REINFORCE_LOSS, EPISODE_LOG_PROBS, WINDOW_LOGITS]
 
 
 def check_reinforce_loss(fn, *, seed=None):
@@ -316,3 +456,8 @@ def check_reinforce_loss(fn, *, seed=None):
 def check_episode_log_probs(fn, *, seed=None):
     """Check a reader's ``episode_log_probs(policy, obs, actions, mask)``."""
     EPISODE_LOG_PROBS.check(fn, seed=seed)
+
+
+def check_window_logits(fn, *, seed=None):
+    """Check a reader's ``window_logits(gru, head, windows, lengths)``."""
+    WINDOW_LOGITS.check(fn, seed=seed)
