@@ -2,8 +2,10 @@
 
 For each environment: DRQN (``rldebug.agents.drqn``, all seeds side by side), chapter 3's
 DQN, and DQN with gymnasium's ``FrameStackObservation`` (4 frames), with the same
-environment steps, discount and evaluation roads, plus the hand-written controllers on the
-same roads. Writes per-seed final greedy returns and wall-clock seconds to
+environment steps, discount, evaluation roads and inputs (each agent reads the observation
+and its previous action), plus the ablation the comparison needs (DRQN without the previous
+action, the question's inputs) and the hand-written controllers on the same roads.
+``SineRoad-v0`` is the question's own road (position and time observed: no memory needed). Writes per-seed final greedy returns and wall-clock seconds to
 ``benchmarks/results/ch07_drqn.md`` and ``.csv``.
 
     OMP_NUM_THREADS=1 python benchmarks/ch07_drqn.py [--seeds 10] [--envs SineRoadFlicker-v0 ...]
@@ -32,7 +34,13 @@ def run_env(env_id: str, seeds: list[int], cfg: drqn.DRQNConfig) -> dict[str, di
     start = time.perf_counter()
     result = drqn.train(cfg, env_id=env_id, seeds=seeds)
     rows["DRQN"] = {"returns": result.final_return, "seconds": time.perf_counter() - start}
-    for name, stack in (("DQN", 0), ("DQN + 4 stacked frames", 4)):
+    start = time.perf_counter()
+    ablation = drqn.final_returns(cfg, env_id=env_id, seeds=seeds, prev_action=False)
+    rows["DRQN without the previous action"] = {
+        "returns": ablation,
+        "seconds": time.perf_counter() - start,
+    }
+    for name, stack in (("DQN", 0), ("DQN + 4 stacked frames", 4)):  # with their actions
         start = time.perf_counter()
         finals = [
             drqn.memoryless_dqn(env_id, s, frame_stack=stack, like=cfg).final_return for s in seeds
@@ -52,7 +60,11 @@ def run_env(env_id: str, seeds: list[int], cfg: drqn.DRQNConfig) -> dict[str, di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--envs", nargs="+", default=["SineRoadFlicker-v0", "SineRoadPartial-v0"])
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        default=["SineRoadFlicker-v0", "SineRoadPartial-v0", "SineRoad-v0"],
+    )
     args = parser.parse_args()
     rldebug.configure_torch(1)
     seeds = list(range(args.seeds))
@@ -65,7 +77,8 @@ def main() -> None:
         f"{cfg.total_steps} environment steps per agent. Produced by "
         "`python benchmarks/ch07_drqn.py` on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        "one torch thread. Controllers: the same roads (no training).",
+        "one torch thread. Every agent reads the observation and its previous action "
+        "(one-hot), except the ablation row. Controllers: the same roads (no training).",
         "",
     ]
     csv_rows = []

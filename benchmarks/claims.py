@@ -92,8 +92,8 @@ CLAIMS = [
     Claim("ch06", "again475", "its policies at >= 475 on 20 new episodes (median >= 475)", "k_of_n", 6, "np.median(again) >= 475"),
     Claim("ch06", "memoryless_best", "memoryless REINFORCE: best evaluation < 475, every seed", "every", 475, "mem.eval_return.max() < 475", above=False),
     Claim("ch06", "play_mean", "one greedy episode per solved seed, step by step: mean >= 400", "block", 400, "np.mean(scores) >= 400"),
-    Claim("ch07", "beats_dqn", "DRQN beats DQN by more than 20 (SineRoadFlicker-v0)", "k_of_n", 8, 'wins["DQN"] >= {k}'),
-    Claim("ch07", "beats_stacked", "DRQN beats DQN + 4 frames by more than 20", "k_of_n", 8, 'wins["DQN + 4 frames"] >= {k}'),
+    Claim("ch07", "beats_dqn", "DRQN beats DQN by more than 20 (SineRoadFlicker-v0; all read the previous action)", "k_of_n", 8, 'wins["DQN"] >= {k}'),
+    Claim("ch07", "beats_stacked", "DRQN beats DQN + 4 frames (and their 4 actions) by more than 20", "k_of_n", 5, 'wins["DQN + 4 frames"] >= {k}'),
     Claim("ch08", "reached", "recurrent PPO reached 475 (CartPoleNoVel-v1)", "k_of_n", 6, "np.isfinite(to475).sum() >= {k}"),
     Claim("ch08", "final475", "recurrent PPO at >= 475 at the final evaluation", "k_of_n", 4, "finals_solved >= {k}"),
     Claim("ch08", "kept", "recurrent PPO at >= 475 at every evaluation of the last 20%", "k_of_n", 3, "kept.sum() >= {k}"),
@@ -209,14 +209,19 @@ def run_ch07(seeds: list[int]) -> dict:
     cfg = drqn.DRQNConfig()
     result = drqn.train(cfg, seeds=seeds, progress=False)
     finals = {"DRQN": np.asarray(result.final_return)}
+    # The baselines read what the DRQN reads (the observation and the previous action).
     for name, frames in (("DQN", 0), ("DQN + 4 frames", 4)):
         runs = [drqn.memoryless_dqn(cfg.env_id, s, frame_stack=frames, like=cfg) for s in seeds]
         finals[name] = np.array([r.final_return for r in runs])
+    # The ablation, recorded beside the claims (not asserted): the question's inputs.
+    finals["DRQN without the previous action"] = drqn.final_returns(
+        cfg, seeds=seeds, prev_action=False
+    )
     margin = 20.0
     return {
         "beats_dqn": (finals["DRQN"] > finals["DQN"] + margin).tolist(),
         "beats_stacked": (finals["DRQN"] > finals["DQN + 4 frames"] + margin).tolist(),
-        **{f"final {k}": v.round(1).tolist() for k, v in finals.items()},
+        **{f"final {k}": np.asarray(v).round(1).tolist() for k, v in finals.items()},
     }
 
 

@@ -137,3 +137,19 @@ def test_final_returns_skips_the_curve_but_not_the_result():
     )
     only_final = {k: v for k, v in small.items() if k != "eval_every"}
     np.testing.assert_array_equal(drqn.final_returns(seeds=[0, 1], **only_final), full.final_return)
+
+
+def test_memoryless_baseline_reads_what_the_drqn_reads():
+    """The frame-stacked DQN gets the previous action too when the DRQN does (a fair comparison)."""
+    small = dict(total_steps=400, num_envs=2, learning_starts=200, eval_every=400,
+                 eval_episodes=1)  # fmt: skip
+
+    def inputs(result):  # the width of the first Linear layer
+        return next(m for m in result.q_net.modules() if isinstance(m, torch.nn.Linear)).in_features
+
+    with_action = drqn.memoryless_dqn(seed=0, frame_stack=4, **small)
+    assert inputs(with_action) == 4 * (1 + 3)  # 4 x (offset + one-hot action)
+    alone = drqn.memoryless_dqn(seed=0, frame_stack=4, prev_action=False, **small)
+    assert inputs(alone) == 4
+    like = drqn.DRQNConfig(prev_action=False)
+    assert inputs(drqn.memoryless_dqn(seed=0, like=like, **small)) == 1

@@ -412,6 +412,19 @@ def test_prev_action_reward_observation():
         PrevActionRewardObservation(gym.make("Pendulum-v1"))
 
 
+def test_prev_action_observation_without_reward():
+    """reward=False: the DRQN's own extra input (the previous action one-hot, zeros at a reset)."""
+    env = PrevActionRewardObservation(SineRoadEnv(observe="offset"), reward=False)
+    assert env.observation_space.shape == (4,)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs[1:], [0, 0, 0])
+    obs, *_ = env.step(1)
+    np.testing.assert_array_equal(obs[1:], [0, 1, 0])
+    assert env.observation_space.contains(obs)
+    with pytest.raises(TypeError, match="reward must be True or False"):
+        PrevActionRewardObservation(SineRoadEnv(), reward="no")
+
+
 def test_pixel_observation():
     env = PixelObservation(SineRoadEnv(render_mode="rgb_array"), size=(64, 48))
     obs, _ = env.reset(seed=0)

@@ -126,11 +126,16 @@ class PrevActionRewardObservation(gym.ObservationWrapper, gym.utils.RecordConstr
     """Append the one-hot previous action and the previous reward to the observation.
 
     As in R2D2 and POPGym, a recurrent agent then sees what it did and what it got. Both are
-    zeros after ``reset()``. Needs a 1-D Box observation and a Discrete action space.
+    zeros after ``reset()``. ``reward=False`` appends the action alone (what chapter 7's DRQN
+    reads, so a memoryless baseline can be given the same inputs). Needs a 1-D Box
+    observation and a Discrete action space.
     """
 
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
+    def __init__(self, env: gym.Env, reward: bool = True):
+        if not isinstance(reward, bool):
+            raise TypeError(f"reward must be True or False, got {reward!r}")
+        gym.utils.RecordConstructorArgs.__init__(self, reward=reward)
+        self._with_reward = reward
         gym.ObservationWrapper.__init__(self, env)
         space = _check_box(env, "PrevActionRewardObservation")
         if len(space.shape) != 1:
@@ -143,25 +148,28 @@ class PrevActionRewardObservation(gym.ObservationWrapper, gym.utils.RecordConstr
             )
         self._n = int(env.action_space.n)
         self._start = int(env.action_space.start)
+        self._size = self._n + int(reward)  # the one-hot action, then the reward if kept
+        reward_low, reward_high = ([-np.inf], [np.inf]) if reward else ([], [])
         low = np.concatenate(
-            [space.low.astype(np.float32), np.zeros(self._n, np.float32), [-np.inf]]
+            [space.low.astype(np.float32), np.zeros(self._n, np.float32), reward_low]
         ).astype(np.float32)
         high = np.concatenate(
-            [space.high.astype(np.float32), np.ones(self._n, np.float32), [np.inf]]
+            [space.high.astype(np.float32), np.ones(self._n, np.float32), reward_high]
         ).astype(np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self._extra = np.zeros(self._n + 1, dtype=np.float32)
+        self._extra = np.zeros(self._size, dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self._extra = np.zeros(self._n + 1, dtype=np.float32)
+        self._extra = np.zeros(self._size, dtype=np.float32)
         return self.observation(obs), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        extra = np.zeros(self._n + 1, dtype=np.float32)
+        extra = np.zeros(self._size, dtype=np.float32)
         extra[int(action) - self._start] = 1.0
-        extra[-1] = reward
+        if self._with_reward:
+            extra[-1] = reward
         self._extra = extra
         return self.observation(obs), reward, terminated, truncated, info
 

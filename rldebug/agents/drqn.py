@@ -660,23 +660,32 @@ def memoryless_dqn(
     *,
     frame_stack: int = 0,
     like: DRQNConfig | None = None,
+    prev_action: bool | None = None,
     **overrides: Any,
 ):
-    """Chapter 3's DQN on ``env_id`` with the budget and evaluation of a DRQN config.
+    """Chapter 3's DQN on ``env_id`` with the budget, evaluation and inputs of a DRQN config.
 
-    ``frame_stack=k`` wraps every environment in gymnasium's ``FrameStackObservation``
-    (the last ``k`` observations side by side). Same environment steps, discount, number of
-    environments, exploration schedule and evaluation roads as ``like`` (default
-    :class:`DRQNConfig`). Returns the :class:`~rldebug.agents.dqn.DQNResult`.
+    Same environment steps, discount, number of environments, exploration schedule and
+    evaluation roads as ``like`` (default :class:`DRQNConfig`), and the same inputs: the
+    observation plus the previous action one-hot when ``like.prev_action`` (``prev_action``
+    overrides it), so that a comparison with the DRQN differs in memory only.
+    ``frame_stack=k`` then stacks the last ``k`` of those inputs (gymnasium's
+    ``FrameStackObservation``): the last k observations and the k actions before them.
+    Returns the :class:`~rldebug.agents.dqn.DQNResult`.
     """
     from functools import partial
+
+    from sineroad.wrappers import PrevActionRewardObservation
 
     from rldebug.agents import dqn
 
     cfg = like or DRQNConfig()
+    with_action = cfg.prev_action if prev_action is None else prev_action
     wrappers = ()
+    if with_action:  # zeros at an episode's first step, like the DRQN's agent_input
+        wrappers += (partial(PrevActionRewardObservation, reward=False),)
     if frame_stack:
-        wrappers = (partial(gym.wrappers.FrameStackObservation, stack_size=frame_stack),)
+        wrappers += (partial(gym.wrappers.FrameStackObservation, stack_size=frame_stack),)
     settings = dict(
         env_id=env_id,
         seed=seed,
