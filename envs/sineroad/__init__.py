@@ -6,11 +6,12 @@
 
 from sineroad.core import DEFAULTS, RoadConfig, road_centre, road_reward, wall_clamp
 from sineroad.env import SineRoadEnv
-from sineroad.registration import ENV_IDS, register_envs
+from sineroad.registration import ENV_IDS, make_vec, register_envs
 from sineroad.vector import SineRoadVectorEnv
 from sineroad.wrappers import (
     FlickerObservation,
     MaskObservation,
+    MaskVectorObservation,
     OneHotObservation,
     PixelObservation,
     PrevActionRewardObservation,
@@ -23,10 +24,12 @@ __all__ = [
     "ENV_IDS",
     "FlickerObservation",
     "MaskObservation",
+    "MaskVectorObservation",
     "OneHotObservation",
     "PixelObservation",
     "PrevActionRewardObservation",
     "RoadConfig",
+    "make_vec",
     "SineRoadEnv",
     "SineRoadVectorEnv",
     "road_centre",

@@ -9,9 +9,9 @@ import gymnasium as gym
 from sineroad.core import DEFAULTS
 from sineroad.env import SineRoadEnv
 from sineroad.vector import SineRoadVectorEnv
-from sineroad.wrappers import FlickerObservation, MaskObservation
+from sineroad.wrappers import FlickerObservation, MaskObservation, MaskVectorObservation
 
-__all__ = ["ENV_IDS", "register_envs"]
+__all__ = ["ENV_IDS", "make_vec", "register_envs"]
 
 #: Every id registered by ``import sineroad``.
 ENV_IDS = ("SineRoad-v0", "SineRoadPartial-v0", "SineRoadFlicker-v0", "CartPoleNoVel-v1")
@@ -62,8 +62,30 @@ def make_cartpole_novel(**kwargs: Any) -> MaskObservation:
     return MaskObservation(CartPoleEnv(**kwargs), indices=[0, 2])
 
 
+def make_cartpole_novel_vec(num_envs: int = 1, **kwargs: Any) -> MaskVectorObservation:
+    """Vector entry point of ``CartPoleNoVel-v1``: gymnasium's numpy CartPole vector env,
+    observing position and angle (next-step autoreset, truncation at 500 steps kept apart)."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    return MaskVectorObservation(CartPoleVectorEnv(num_envs=num_envs, **kwargs), indices=[0, 2])
+
+
 for _fn in (make_sineroad, make_sineroad_partial, make_sineroad_flicker):
     _fn.metadata = SineRoadEnv.metadata
+
+
+def make_vec(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped together: the env's own numpy vector env
+    where it has one (every id of :data:`ENV_IDS`, CartPole-v1), else ``SyncVectorEnv``.
+
+    Agents build their environments here, never themselves. Autoreset is on the next step;
+    ``terminated`` and ``truncated`` come back apart, as gymnasium returns them.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    spec = gym.spec(env_id)
+    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
 def register_envs() -> None:
@@ -88,6 +110,7 @@ def register_envs() -> None:
         ),
         "CartPoleNoVel-v1": dict(
             entry_point=f"{module}:make_cartpole_novel",
+            vector_entry_point=f"{module}:make_cartpole_novel_vec",
             max_episode_steps=500,
             reward_threshold=475.0,
         ),

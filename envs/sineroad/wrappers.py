@@ -100,6 +100,37 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return observation[self.indices]
 
 
+class MaskVectorObservation(gym.vector.VectorObservationWrapper):
+    """:class:`MaskObservation` for a vector env: keep entries ``indices`` of (N, D).
+
+    ``gymnasium.make_vec("CartPoleNoVel-v1", num_envs=N, vectorization_mode=
+    "vector_entry_point")`` is gymnasium's numpy ``CartPoleVectorEnv`` under this wrapper.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, indices: Sequence[int]):
+        super().__init__(env)
+        space = env.single_observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"MaskVectorObservation needs 1-D Box observations, got {space}")
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+            raise ValueError(f"indices must be a non-empty sequence of ints, got {indices!r}")
+        if idx.min() < -space.shape[0] or idx.max() >= space.shape[0]:
+            raise ValueError(
+                f"indices {list(indices)} out of range for an observation of shape {space.shape}"
+            )
+        self.indices = idx
+        self.single_observation_space = spaces.Box(
+            space.low[idx], space.high[idx], dtype=space.dtype
+        )
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, env.num_envs
+        )
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        return observations[:, self.indices]  # (N, D) -> (N, len(indices))
+
+
 class OneHotObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """A Discrete observation ``s`` becomes the float32 vector ``one_hot(s)`` of length n.
 

@@ -1,0 +1,182 @@
+"""Many seeds at once: the one way this book trains S independent agents together.
+
+An agent is written for one seed: one network, one loss. To train ten seeds in about the
+time of two, :class:`SeedBatch` stacks S copies of that plain network (one per seed, each
+initialised by its own seed) and calls the plain ``forward`` (or any other method) under
+``torch.func.vmap``: copy k reads slice k of every input and writes slice k of every output.
+Nothing of the agent is written a second time.
+
+The stacked weights are ordinary parameters of shape (S, ...). One ``torch.optim.Adam`` over
+them is S independent Adams (Adam works element by element); gradient clipping is the one
+step that mixes elements, so it has its own per-seed version, :func:`clip_grad_norm_per_seed`.
+
+>>> import torch
+>>> from torch import nn
+>>> nets = [nn.Linear(4, 2) for seed in range(3)]
+>>> batch = SeedBatch(nets)
+>>> batch(torch.zeros(3, 5, 4)).shape       # (S, B, 4) -> (S, B, 2)
+torch.Size([3, 5, 2])
+>>> batch.seed(1).weight.shape              # seed 1's plain network, for diagnostics
+torch.Size([2, 4])
+
+What the plain module must do to be batched: no ``.item()``, ``.tolist()`` or Python
+``if`` on tensor *values* (shapes are fine), no in-place writes into its inputs, and no
+random sampling inside the call (sample from its outputs, outside). ``nn.GRU``/``nn.LSTM``
+have no batching rule; the recurrent agents use :mod:`rldebug.cells` instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+__all__ = ["SeedBatch", "clip_grad_norm_per_seed", "seeded", "grad_norm_per_seed"]
+
+
+def seeded(make: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
+    """One plain network per seed, each built right after ``torch.manual_seed(seed)``.
+
+    The network of seed k is the one the plain agent builds alone on seed k.
+    """
+    nets = []
+    for seed in seeds:
+        torch.manual_seed(int(seed))
+        nets.append(make())
+    return nets
+
+
+class _Call(nn.Module):
+    """Calls a method of ``inner`` by name, so that ``functional_call`` can reach it."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, method: str, *args, **kwargs):
+        return getattr(self.inner, method)(*args, **kwargs)
+
+
+def _in_dim(value: Any) -> int | None:
+    """0 for tensors (and tuples of tensors, an LSTM's (h, c)); None for everything else."""
+    if isinstance(value, torch.Tensor):
+        return 0
+    if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return 0
+    return None
+
+
+class SeedBatch(nn.Module):
+    """S plain modules with independent weights, called as one with a leading seed axis.
+
+    ``batch(x)`` runs ``modules[k](x[k])`` for every k at once; ``batch.call("step", obs, h)``
+    does the same for any other method. Tensor arguments (and tuples of tensors) carry the
+    seed axis first; other arguments (None, numbers, flags) are shared by all seeds.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        super().__init__()
+        modules = list(modules)
+        if not modules:
+            raise ValueError("SeedBatch needs at least one module (one per seed)")
+        kinds = {type(m) for m in modules}
+        if len(kinds) > 1:
+            raise TypeError(
+                f"every seed needs the same network; got {sorted(k.__name__ for k in kinds)}"
+            )
+        params, buffers = stack_module_state(modules)  # name -> (S, ...)
+        self.num_seeds = len(modules)
+        # The template holds the structure and the plain methods, not the weights.
+        self._caller = [_Call(copy.deepcopy(modules[0]).to("meta"))]  # a list: not a submodule
+        self._param_names = list(params)
+        self._buffer_names = list(buffers)
+        for name, value in params.items():
+            self.register_parameter(_flat(name), nn.Parameter(value.detach().clone()))
+        for name, value in buffers.items():
+            self.register_buffer(_flat(name), value.detach().clone())
+
+    @property
+    def plain(self) -> nn.Module:
+        """The plain module's structure (weights on the meta device: read-only)."""
+        return self._caller[0].inner
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers by their plain names, each with the seed axis first."""
+        names = self._param_names + self._buffer_names
+        return {f"inner.{n}": getattr(self, _flat(n)) for n in names}
+
+    def call(self, method: str, *args, **kwargs):
+        """``method`` of every seed's network on its own slice of the inputs."""
+        for value in list(args) + list(kwargs.values()):
+            if _in_dim(value) == 0:
+                lead = value[0].shape[0] if isinstance(value, tuple) else value.shape[0]
+                if lead != self.num_seeds:
+                    raise ValueError(
+                        f"inputs of a SeedBatch of {self.num_seeds} seeds need the seed axis "
+                        f"first, (S={self.num_seeds}, ...); got a leading size of {lead}"
+                    )
+        keys = list(kwargs)
+
+        def one_seed(weights, *values):
+            pos, named = values[: len(args)], dict(zip(keys, values[len(args) :]))
+            return functional_call(self._caller[0], weights, (method, *pos), named)
+
+        values = list(args) + [kwargs[k] for k in keys]
+        in_dims = (0, *(_in_dim(v) for v in values))
+        return vmap(one_seed, in_dims=in_dims)(self.stacked(), *values)
+
+    def forward(self, *args, **kwargs):
+        return self.call("forward", *args, **kwargs)
+
+    def seed(self, k: int) -> nn.Module:
+        """A plain module holding seed k's current weights (a copy: for diagnostics)."""
+        if not -self.num_seeds <= k < self.num_seeds:
+            raise IndexError(f"seed index {k} out of range for {self.num_seeds} seeds")
+        single = copy.deepcopy(self.plain).to_empty(
+            device=next(iter(self.stacked().values())).device
+        )
+        state = {n: getattr(self, _flat(n))[k].detach().clone() for n in self._param_names}
+        state.update({n: getattr(self, _flat(n))[k].clone() for n in self._buffer_names})
+        single.load_state_dict(state)
+        return single
+
+    def load_seed(self, k: int, module: nn.Module) -> None:
+        """Overwrite seed k's weights with ``module``'s (a plain network of the same shape)."""
+        state = module.state_dict()
+        with torch.no_grad():
+            for n in self._param_names + self._buffer_names:
+                getattr(self, _flat(n))[k].copy_(state[n])
+
+    def extra_repr(self) -> str:
+        return f"num_seeds={self.num_seeds}, plain={type(self.plain).__name__}"
+
+
+def _flat(name: str) -> str:
+    return name.replace(".", "__")
+
+
+def grad_norm_per_seed(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """(S,) L2 norm of each seed's gradient over every stacked parameter (S, ...)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        raise ValueError("no gradients: call backward() first")
+    squares = [g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]  # each (S,)
+    return torch.stack(squares).sum(0).sqrt()
+
+
+def clip_grad_norm_per_seed(params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_`` for every seed on its own; returns the (S,) norms before.
+
+    Clipping the stacked gradient as one vector would couple the seeds (one large gradient
+    would shrink every seed's step), so each seed's slice is scaled by its own norm.
+    """
+    params = [p for p in params if p.grad is not None]
+    norms = grad_norm_per_seed(params)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (S,), the same formula as torch's
+    for p in params:
+        p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))  # (S,) -> (S, 1, ...)
+    return norms

@@ -1,0 +1,122 @@
+"""The one mechanism for many seeds (SeedBatch) and the written-out cells it needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rldebug
+from rldebug.cells import make_cell, unroll
+from rldebug.results import SeedsResult, first_reached, kept_to_end
+from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, seeded
+
+rldebug.configure_torch(1)
+
+
+class _Net(nn.Module):
+    def __init__(self, cell="gru"):
+        super().__init__()
+        self.cell = make_cell(cell, 3, 5)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x, state, starts=None):  # x (T, B, 3)
+        out, state = unroll(self.cell, x, state, starts)
+        return self.head(out), state
+
+    def initial_state(self, batch):
+        return self.cell.initial_state(batch)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_written_out_cells_are_pytorchs_cells(cell):
+    torch.manual_seed(0)
+    ours = make_cell(cell, 3, 5)
+    torch.manual_seed(0)
+    theirs = (nn.GRUCell if cell == "gru" else nn.LSTMCell)(3, 5)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b)  # same names, same initialisation
+    x, h = torch.randn(4, 3), torch.randn(4, 5)
+    state = h if cell == "gru" else (h, torch.randn(4, 5))
+    torch.testing.assert_close(ours(x, state), theirs(x, state))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_unroll_resets_h_and_c_before_an_episode_start(cell):
+    torch.manual_seed(0)
+    net = _Net(cell)
+    x = torch.randn(6, 2, 3)
+    starts = torch.zeros(6, 2)
+    starts[3, 1] = 1
+    state = net.initial_state(2)
+    state = tuple(s + 1 for s in state) if isinstance(state, tuple) else state + 1
+    out, _ = net(x, state, starts)
+    fresh, _ = net(x[3:, 1:], net.initial_state(1))  # env 1 from step 3, from zeros
+    torch.testing.assert_close(out[3:, 1:], fresh)
+    with pytest.raises(ValueError, match="time-major"):
+        unroll(net.cell, x[0], state)
+    with pytest.raises(ValueError, match="cell must be"):
+        make_cell("rnn", 3, 5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_seed_k_of_the_batch_is_the_plain_network_of_seed_k(cell):
+    seeds = [3, 7, 11]
+    nets = seeded(lambda: _Net(cell), seeds)
+    batch = SeedBatch(seeded(lambda: _Net(cell), seeds))
+    x = torch.randn(3, 6, 4, 3)  # (S, T, B, D)
+    starts = (torch.rand(3, 6, 4) < 0.2).float()
+    states = [n.initial_state(4) for n in nets]
+    stacked_state = (
+        tuple(torch.stack(p) for p in zip(*states)) if cell == "lstm" else torch.stack(states)
+    )
+    zeros = batch.call("initial_state", 4)  # any method of the plain network, per seed
+    assert (zeros[0] if cell == "lstm" else zeros).shape == (3, 4, 5)
+    out, last = batch(x, stacked_state, starts)
+    (out.square().sum()).backward()
+    for k, net in enumerate(nets):
+        want, want_last = net(x[k], states[k], starts[k])
+        torch.testing.assert_close(out[k], want)
+        want.square().sum().backward()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(getattr(batch, name.replace(".", "__")).grad[k], p.grad)
+        for a, b in zip(batch.seed(k).parameters(), net.parameters()):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="seed axis first"):
+        batch(x[:2], stacked_state, starts)
+
+
+def test_adam_on_the_stack_is_one_adam_per_seed_and_clipping_is_per_seed():
+    seeds = [0, 1]
+    nets = seeded(lambda: nn.Linear(4, 2), seeds)
+    batch = SeedBatch(seeded(lambda: nn.Linear(4, 2), seeds))
+    opt = torch.optim.Adam(batch.parameters(), lr=0.1)
+    opts = [torch.optim.Adam(n.parameters(), lr=0.1) for n in nets]
+    x = torch.randn(2, 8, 4)
+    x[1] *= 100  # seed 1's gradient is huge: clipping it must not shrink seed 0's
+    for _ in range(3):
+        opt.zero_grad()
+        batch(x).square().mean(dim=(1, 2)).sum().backward()
+        norms = clip_grad_norm_per_seed(batch.parameters(), 1.0)
+        opt.step()
+        for k, (net, o) in enumerate(zip(nets, opts)):
+            o.zero_grad()
+            net(x[k]).square().mean().backward()
+            norm = nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            torch.testing.assert_close(norms[k], norm)
+            o.step()
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(batch.seed(k).weight, net.weight)
+
+
+def test_results_helpers():
+    steps = np.array([10, 20, 30, 40, 50])
+    returns = np.array([[0, 500], [500, 500], [100, 500], [500, 500], [500, 400]])
+    np.testing.assert_array_equal(first_reached(steps, returns, 475), [20, 10])
+    np.testing.assert_array_equal(first_reached(steps, returns, 900), [np.nan, np.nan])
+    np.testing.assert_array_equal(kept_to_end(steps, returns, 475), [True, False])
+    r = SeedsResult(seeds=[0, 1], eval_steps=steps, eval_returns=returns)
+    np.testing.assert_array_equal(r.kept(475, last_fraction=0.5), [False, False])
+    with pytest.raises(ValueError, match="rows"):
+        first_reached(steps[:2], returns, 1)
