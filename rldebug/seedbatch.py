@@ -27,15 +27,24 @@ have no batching rule; the recurrent agents use :mod:`rldebug.cells` instead.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
+from torch.nn.utils.stateless import _reparametrize_module  # what functional_call uses
 
-__all__ = ["SeedBatch", "clip_grad_norm_per_seed", "seeded", "grad_norm_per_seed"]
+__all__ = [
+    "SeedBatch",
+    "clip_grad_norm_per_seed",
+    "grad_norm_per_seed",
+    "per_seed",
+    "seeded",
+]
 
 
 def seeded(make: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
@@ -50,24 +59,66 @@ def seeded(make: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Modul
     return nets
 
 
-class _Call(nn.Module):
-    """Calls a method of ``inner`` by name, so that ``functional_call`` can reach it."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, method: str, *args, **kwargs):
-        return getattr(self.inner, method)(*args, **kwargs)
-
-
 def _in_dim(value: Any) -> int | None:
     """0 for tensors (and tuples of tensors, an LSTM's (h, c)); None for everything else."""
     if isinstance(value, torch.Tensor):
         return 0
     if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
-        return 0
+        return 0  # an LSTM's (h, c), or a named tuple of tensors (a batch)
     return None
+
+
+def per_seed(fn: Callable) -> Callable:
+    """Lift a function written for one seed to S seeds at once.
+
+    ``fn`` takes plain networks and plain tensors, for instance
+    ``dqn_loss(q_net, target_net, batch, gamma)``. ``per_seed(fn)`` takes :class:`SeedBatch`
+    networks in their place and tensors (or named tuples and tuples of tensors) with a
+    leading seed axis; seed k's call sees seed k's network and slice k of every tensor.
+    Other arguments (numbers, flags, None) are shared. Outputs gain the seed axis first.
+    """
+
+    @functools.wraps(fn)
+    def lifted(*args, **kwargs):
+        keys = list(kwargs)
+        values = list(args) + [kwargs[k] for k in keys]
+        batches = [v for v in values if isinstance(v, SeedBatch)]
+        if not batches:
+            raise TypeError(f"per_seed({fn.__name__}) needs at least one SeedBatch argument")
+        n = batches[0].num_seeds
+        for v in values:
+            lead = _lead(v)
+            if lead is not None and lead != n:
+                raise ValueError(
+                    f"{fn.__name__} over {n} seeds: every tensor needs the seed axis first, "
+                    f"(S={n}, ...); got one with a leading size of {lead}"
+                )
+
+        def one_seed(*vals):
+            with contextlib.ExitStack() as stack:
+                plain = []
+                for original, val in zip(values, vals):
+                    if isinstance(original, SeedBatch):
+                        stack.enter_context(_reparametrize_module(original.plain, val))
+                        plain.append(original.plain)
+                    else:
+                        plain.append(val)
+                pos, named = plain[: len(args)], dict(zip(keys, plain[len(args) :]))
+                return fn(*pos, **named)
+
+        call_values = [v.stacked() if isinstance(v, SeedBatch) else v for v in values]
+        in_dims = tuple(0 if isinstance(v, SeedBatch) else _in_dim(v) for v in values)
+        return vmap(one_seed, in_dims=in_dims)(*call_values)
+
+    return lifted
+
+
+def _lead(value: Any) -> int | None:
+    """The leading size of a tensor (or of a tuple of tensors), else None."""
+    if _in_dim(value) != 0:
+        return None
+    first = value if isinstance(value, torch.Tensor) else value[0]
+    return first.shape[0]
 
 
 class SeedBatch(nn.Module):
@@ -91,7 +142,7 @@ class SeedBatch(nn.Module):
         params, buffers = stack_module_state(modules)  # name -> (S, ...)
         self.num_seeds = len(modules)
         # The template holds the structure and the plain methods, not the weights.
-        self._caller = [_Call(copy.deepcopy(modules[0]).to("meta"))]  # a list: not a submodule
+        self._template = [copy.deepcopy(modules[0]).to("meta")]  # a list: not a submodule
         self._param_names = list(params)
         self._buffer_names = list(buffers)
         for name, value in params.items():
@@ -102,32 +153,21 @@ class SeedBatch(nn.Module):
     @property
     def plain(self) -> nn.Module:
         """The plain module's structure (weights on the meta device: read-only)."""
-        return self._caller[0].inner
+        return self._template[0]
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """Parameters and buffers by their plain names, each with the seed axis first."""
         names = self._param_names + self._buffer_names
-        return {f"inner.{n}": getattr(self, _flat(n)) for n in names}
+        return {n: getattr(self, _flat(n)) for n in names}
 
     def call(self, method: str, *args, **kwargs):
         """``method`` of every seed's network on its own slice of the inputs."""
-        for value in list(args) + list(kwargs.values()):
-            if _in_dim(value) == 0:
-                lead = value[0].shape[0] if isinstance(value, tuple) else value.shape[0]
-                if lead != self.num_seeds:
-                    raise ValueError(
-                        f"inputs of a SeedBatch of {self.num_seeds} seeds need the seed axis "
-                        f"first, (S={self.num_seeds}, ...); got a leading size of {lead}"
-                    )
-        keys = list(kwargs)
 
-        def one_seed(weights, *values):
-            pos, named = values[: len(args)], dict(zip(keys, values[len(args) :]))
-            return functional_call(self._caller[0], weights, (method, *pos), named)
+        def method_of_one_seed(net, *a, **k):
+            return getattr(net, method)(*a, **k)
 
-        values = list(args) + [kwargs[k] for k in keys]
-        in_dims = (0, *(_in_dim(v) for v in values))
-        return vmap(one_seed, in_dims=in_dims)(self.stacked(), *values)
+        method_of_one_seed.__name__ = method
+        return per_seed(method_of_one_seed)(self, *args, **kwargs)
 
     def forward(self, *args, **kwargs):
         return self.call("forward", *args, **kwargs)

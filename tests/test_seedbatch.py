@@ -120,3 +120,36 @@ def test_results_helpers():
     np.testing.assert_array_equal(r.kept(475, last_fraction=0.5), [False, False])
     with pytest.raises(ValueError, match="rows"):
         first_reached(steps[:2], returns, 1)
+
+
+def test_per_seed_lifts_a_plain_loss_with_two_networks_and_a_named_tuple_batch():
+    from rldebug.agents.dqn import dqn_loss
+    from rldebug.nets import q_network
+    from rldebug.replay import Transitions
+    from rldebug.seedbatch import per_seed
+
+    seeds = [0, 5]
+    make = lambda: q_network((4,), 2, (8,))  # noqa: E731
+    q_nets, targets = seeded(make, seeds), seeded(make, [1, 6])
+    q_batch, target_batch = SeedBatch(seeded(make, seeds)), SeedBatch(seeded(make, [1, 6]))
+    g = torch.Generator().manual_seed(0)
+    batch = Transitions(
+        obs=torch.randn(2, 7, 4, generator=g),
+        actions=torch.randint(0, 2, (2, 7), generator=g),
+        rewards=torch.randn(2, 7, generator=g),
+        next_obs=torch.randn(2, 7, 4, generator=g),
+        terminated=(torch.rand(2, 7, generator=g) < 0.3).float(),
+        truncated=torch.zeros(2, 7),
+    )
+    losses = per_seed(dqn_loss)(q_batch, target_batch, batch, 0.99)  # (S,)
+    losses.sum().backward()
+    for k in range(2):
+        one = Transitions(*(x[k] for x in batch))
+        want = dqn_loss(q_nets[k], targets[k], one, 0.99)
+        want.backward()
+        torch.testing.assert_close(losses[k], want)
+        torch.testing.assert_close(q_batch.seed(k)[1].weight, q_nets[k][1].weight)
+        torch.testing.assert_close(getattr(q_batch, "1__weight").grad[k], q_nets[k][1].weight.grad)
+    assert getattr(target_batch, "1__weight").grad is None  # the target is never trained
+    with pytest.raises(TypeError, match="SeedBatch"):
+        per_seed(dqn_loss)(q_nets[0], targets[0], batch, 0.99)
