@@ -41,6 +41,7 @@ from torch.nn.utils.stateless import _reparametrize_module  # what functional_ca
 __all__ = [
     "SeedBatch",
     "clip_grad_norm_per_seed",
+    "freeze_adam_seed",
     "grad_norm_per_seed",
     "per_seed",
     "seeded",
@@ -220,3 +221,20 @@ def clip_grad_norm_per_seed(params: Iterable[torch.Tensor], max_norm: float) -> 
     for p in params:
         p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))  # (S,) -> (S, 1, ...)
     return norms
+
+
+def freeze_adam_seed(optimizer: torch.optim.Optimizer, k: int) -> None:
+    """Stop seed k's slice of every stacked parameter from moving under ``torch.optim.Adam``.
+
+    Zeroes seed k's first and second moments; with a zero gradient from then on (leave its
+    loss out of the sum that is backpropagated), Adam's step for that slice is exactly 0,
+    where momentum alone would otherwise keep moving it. The other seeds are untouched.
+    """
+    for group in optimizer.param_groups:
+        if group.get("weight_decay", 0):
+            raise ValueError("freeze_adam_seed: weight decay would still move the frozen seed")
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if key in state:
+                    state[key][k].zero_()

@@ -153,3 +153,26 @@ def test_per_seed_lifts_a_plain_loss_with_two_networks_and_a_named_tuple_batch()
     assert getattr(target_batch, "1__weight").grad is None  # the target is never trained
     with pytest.raises(TypeError, match="SeedBatch"):
         per_seed(dqn_loss)(q_nets[0], targets[0], batch, 0.99)
+
+
+def test_freeze_adam_seed_stops_one_seed_and_leaves_the_others():
+    from rldebug.seedbatch import freeze_adam_seed
+
+    batch = SeedBatch(seeded(lambda: nn.Linear(3, 2), range(3)))
+    optimizer = torch.optim.Adam(batch.parameters(), lr=0.1)
+    x = torch.randn(3, 5, 3)
+    for _ in range(2):  # moments are nonzero for every seed
+        optimizer.zero_grad()
+        batch(x).pow(2).mean(dim=(1, 2)).sum().backward()
+        optimizer.step()
+    freeze_adam_seed(optimizer, 1)
+    before = [p.detach().clone() for p in batch.parameters()]
+    losses = batch(x).pow(2).mean(dim=(1, 2))  # (S,)
+    optimizer.zero_grad()
+    losses[torch.tensor([True, False, True])].sum().backward()  # seed 1 left out
+    optimizer.step()
+    for p, b in zip(batch.parameters(), before):
+        assert torch.equal(p[1], b[1])  # exactly still
+        assert not torch.equal(p[0], b[0]) and not torch.equal(p[2], b[2])
+    with pytest.raises(ValueError, match="weight decay"):
+        freeze_adam_seed(torch.optim.Adam(batch.parameters(), weight_decay=0.1), 0)
