@@ -1,4 +1,4 @@
-"""The bug hunt of chapter 9: eight suspects, each with a bug from chapters 1-8.
+"""The bug hunt of chapter 9: ten suspects, each with a bug from chapters 1-8.
 
 Every suspect is a small agent that trains without crashing and looks plausible. Each has
 a *fixed twin*: the reference agent of its family, which differs from the suspect in one
@@ -11,7 +11,9 @@ Suspects (``make_agent(name)``, ``make_agent(name, fixed=True)`` for the twin):
 * Q-learning on Taxi (:mod:`rldebug.bughunt.taxi`): agent_1, agent_3, agent_6;
 * recurrent PPO on the recall task (:mod:`rldebug.bughunt.ppo`): agent_2, agent_4,
   agent_7, agent_8;
-* DRQN with burn-in on the recall task (:mod:`rldebug.bughunt.drqn`): agent_5.
+* DRQN with burn-in on the recall task (:mod:`rldebug.bughunt.drqn`): agent_5;
+* the hard cases, whose bugs no diagnostic flags: agent_9 (a DRQN with a two-layer GRU) and
+  agent_10 (a DRQN on padded whole episodes), both in :mod:`rldebug.bughunt.drqn`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from rldebug.bughunt.recall import RecallEnv
 
 __all__ = [
     "AGENT_NAMES",
+    "HARD_CASES",
+    "SUSPECTS",
     "BUG_NAMES",
     "DIAGNOSTICS",
     "Finding",
@@ -71,13 +75,22 @@ _SUSPECTS: dict[str, tuple[type, type]] = {
     "agent_6": (taxi.Agent6, taxi.TaxiDQN),
     "agent_7": (ppo.Agent7, ppo.RecurrentPPO),
     "agent_8": (ppo.Agent8, ppo.RecurrentPPO),
+    # The hard cases: bugs that none of the diagnostics flags.
+    "agent_9": (drqn.Agent9, drqn.TwoLayerDQN),
+    "agent_10": (drqn.Agent10, drqn.EpisodeDQN),
 }
-AGENT_NAMES: tuple[str, ...] = tuple(_SUSPECTS)
+#: The suspects every diagnostic of the book was run on; one of them flags each.
+AGENT_NAMES: tuple[str, ...] = tuple(
+    name for name in _SUSPECTS if name not in ("agent_9", "agent_10")
+)
+#: The suspects whose bug no diagnostic flags: reading the code is the only way.
+HARD_CASES: tuple[str, ...] = ("agent_9", "agent_10")
+SUSPECTS: tuple[str, ...] = AGENT_NAMES + HARD_CASES
 
 
 def _check_name(name: str) -> None:
     if name not in _SUSPECTS:
-        raise ValueError(f"unknown suspect {name!r}; the suspects are {', '.join(AGENT_NAMES)}")
+        raise ValueError(f"unknown suspect {name!r}; the suspects are {', '.join(SUSPECTS)}")
 
 
 def make_agent(name: str, *, fixed: bool = False, seed: int = 0, **kwargs: Any):

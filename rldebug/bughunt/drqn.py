@@ -23,7 +23,15 @@ from rldebug.bughunt.recall import RecallEnv
 from rldebug.qlearning import td_target
 from rldebug.recurrent import RecurrentNet, masked_mean, reset_state
 
-__all__ = ["SequenceBatch", "RecurrentDQN", "Agent5"]
+__all__ = [
+    "SequenceBatch",
+    "RecurrentDQN",
+    "TwoLayerDQN",
+    "EpisodeDQN",
+    "Agent5",
+    "Agent9",
+    "Agent10",
+]
 
 
 class SequenceBatch(NamedTuple):
@@ -41,7 +49,7 @@ class RecurrentDQN:
     """DRQN with a zero-state burn-in on :class:`RecallEnv`."""
 
     family = "recurrent Q-learning (DRQN) on the recall task"
-    suspect_methods = ("policy_step", "td_target", "sequence_loss")
+    suspect_methods = ("act_step", "td_target", "sequence_loss")
 
     def __init__(
         self,
@@ -55,12 +63,13 @@ class RecurrentDQN:
         train_len: int = 8,
         batch_size: int = 32,
         capacity: int = 2000,
+        num_layers: int = 1,
     ):
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
         self.env = RecallEnv(n_envs, seed=seed)
         self.obs_dim, self.n_actions = RecallEnv.obs_dim, RecallEnv.n_actions
-        self.net = RecurrentNet(self.obs_dim, self.n_actions, hidden)
+        self.net = RecurrentNet(self.obs_dim, self.n_actions, hidden, num_layers=num_layers)
         self.target_net = copy.deepcopy(self.net)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.gamma, self.burn_in, self.train_len = gamma, burn_in, train_len
@@ -76,9 +85,15 @@ class RecurrentDQN:
         """Q-values of one step: obs (B, D) or (D,) -> (B, A); the state is carried."""
         obs = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)  # (B, D)
         if self.h is None or self.h.shape[1] != obs.shape[0]:
-            self.h = self.net.initial_state(obs.shape[0])  # (1, B, H)
-        q, self.h = self.net.step(obs, self.h, episode_start)  # resets where a new episode starts
+            self.h = self.net.initial_state(obs.shape[0])  # (L, B, H)
+        q, self.h = self.act_step(obs, self.h, episode_start)
         return q
+
+    def act_step(self, obs: torch.Tensor, h: torch.Tensor, episode_start) -> tuple:
+        """One acting step from state h (L, B, H): (Q (B, A), the next state)."""
+        h = reset_state(h, episode_start)  # a new episode starts from zero
+        output, h = self.net.rnn(obs.unsqueeze(1), h)  # (B, D) -> (B, 1, D); output (B, 1, H)
+        return self.net.head(output[:, -1]), h  # the top layer's output at this step
 
     @torch.no_grad()
     def collect(self, n_steps: int) -> float:
@@ -146,7 +161,7 @@ class RecurrentDQN:
         h = self.net.initial_state(64)
         total = 0.0
         for _ in range(n_steps):
-            q, h = self.net.step(obs, reset_state(h, start))
+            q, h = self.act_step(obs, h, start)
             obs, reward, _, start = env.step(q.argmax(dim=1))
             total += float(reward.mean())
         return total / n_steps
@@ -197,3 +212,84 @@ class Agent5(RecurrentDQN):
                 torch.zeros(q_sa.numel()),
             ).reshape(q_sa.shape)  # (b*k,) -> (b, k)
         return masked_mean((q_sa - target) ** 2, batch.mask)
+
+
+class TwoLayerDQN(RecurrentDQN):
+    """The DRQN with a two-layer GRU: the head reads the top layer."""
+
+    family = "recurrent Q-learning (DRQN, two-layer GRU) on the recall task"
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(seed, **{"num_layers": 2, **kwargs})
+
+
+class Agent9(TwoLayerDQN):
+    """Suspect 9: recurrent Q-learning (DRQN, two-layer GRU) on the recall task."""
+
+    def act_step(self, obs: torch.Tensor, h: torch.Tensor, episode_start) -> tuple:
+        """One acting step from state h (L, B, H): (Q (B, A), the next state)."""
+        h = reset_state(h, episode_start)  # a new episode starts from zero
+        _, h = self.net.rnn(obs.unsqueeze(1), h)  # (B, D) -> (B, 1, D); h (L, B, H)
+        return self.net.head(h[0]), h
+
+
+class EpisodeDQN(RecurrentDQN):
+    """The DRQN trained on whole episodes from the zero state, padded to the longest.
+
+    A training sequence is one episode (6 to 12 steps on the recall task) followed by
+    padding up to ``max_len`` steps: zeros that are not data. ``mask`` marks the real steps.
+    """
+
+    family = "recurrent Q-learning (DRQN on padded whole episodes) on the recall task"
+    suspect_methods = ("act_step", "td_target", "td_loss")
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(seed, **{"burn_in": 0, "train_len": RecallEnv(1).max_len, **kwargs})
+
+    def sample_sequence_batch(self) -> SequenceBatch:
+        """Whole episodes from the start, padded with zeros to ``train_len`` (+1) steps."""
+        window = self.train_len + 1
+        if len(self.buffer["obs"]) < 2 * window:
+            self.collect(2 * window)  # at least one whole episode fits in the stream
+        while True:
+            stream = {k: torch.stack(v, dim=1) for k, v in self.buffer.items()}  # (B_env, N)
+            starts = stream["episode_start"][:, : -window + 1].nonzero()  # (n, 2): env, t
+            if len(starts) >= 1:
+                break
+            self.collect(window)
+        pick = starts[torch.randint(len(starts), (self.batch_size,), generator=self.gen)]
+        t = pick[:, 1:] + torch.arange(window)[None, :]  # (b, L)
+        batch = {k: v[pick[:, :1], t] for k, v in stream.items()}  # (b, L, ...)
+        ended = batch["terminated"].cumsum(1) - batch["terminated"]  # > 0 after the episode
+        real = ended == 0  # (b, L): the episode's own steps
+        for key, value in batch.items():  # what lies after the episode is padding
+            pad = real if value.dim() == 2 else real.unsqueeze(-1)
+            batch[key] = value * pad if value.dtype != torch.bool else value & pad
+        return SequenceBatch(**batch, mask=real[:, : self.train_len])
+
+    def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
+        """The TD loss on every real step of whole episodes; padding carries none."""
+        k = self.train_len
+        q, _ = self.net(batch.obs, None, batch.episode_start)  # (b, k+1, A)
+        q_sa = q[:, :k].gather(2, batch.actions[:, :k].unsqueeze(2)).squeeze(2)  # (b, k)
+        with torch.no_grad():
+            next_q, _ = self.target_net(batch.obs, None, batch.episode_start)  # (b, k+1, A)
+            target = self.td_target(
+                batch.rewards[:, :k].reshape(-1),
+                next_q[:, 1:].reshape(-1, self.n_actions),  # (b, k, A) -> (b*k, A)
+                batch.terminated[:, :k].reshape(-1),
+                torch.zeros(q_sa.numel()),
+            ).reshape(q_sa.shape)  # (b*k,) -> (b, k)
+        return self.td_loss(q_sa, target, batch.mask)
+
+    def td_loss(self, q_sa: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+        """Mean squared TD error over the real steps: (b, k) each, mask (b, k) bool."""
+        return masked_mean((q_sa - target) ** 2, mask)
+
+
+class Agent10(EpisodeDQN):
+    """Suspect 10: recurrent Q-learning (DRQN on padded whole episodes) on the recall task."""
+
+    def td_loss(self, q_sa: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+        """Mean squared TD error over the real steps: (b, k) each, mask (b, k) bool."""
+        return ((q_sa - target) ** 2).mean()

@@ -11,8 +11,12 @@ from __future__ import annotations
 import hashlib
 from functools import partial
 
-from rldebug.bughunt import AGENT_NAMES, BUG_NAMES
-from rldebug.checking import Exercise, PlantedBug, type_phrase
+import numpy as np
+import torch
+
+from rldebug.bughunt import BUG_NAMES, SUSPECTS
+from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge, type_phrase
+from rldebug.recurrent import RecurrentNet, masked_mean, reset_state
 
 _SALT = "rldebug-ch09"
 _ANSWER_HASHES = {
@@ -24,6 +28,8 @@ _ANSWER_HASHES = {
     "agent_6": "a09ba4743ca00ebd184c0c29",
     "agent_7": "34f3c6ba5b591589d991ad8d",
     "agent_8": "791a1f495eac5df9dcf7de44",
+    "agent_9": "48c771f0f027b9e2785d4fd0",
+    "agent_10": "d922e6288cc1c22af04a1be4",
 }
 
 # Where to look, per suspect: the diagnostic that flags it and the method to read.
@@ -44,6 +50,10 @@ _HINTS = {
     "does not. Compare training_pass with policy_step at episode starts.",
     "agent_8": "Run run_all_diagnostics(agent): only the first-epoch check flags it, so the "
     "full training pass is right. Look at how the minibatches are cut.",
+    "agent_9": "No diagnostic flags it: read act_step line by line. The GRU has two layers; "
+    "which of them does the head read when the agent acts, and which when it trains?",
+    "agent_10": "No diagnostic flags it: read td_loss line by line. Which steps does its mean "
+    "run over, and what does the batch's mask say about the others?",
 }
 
 # What each bug would look like, to say why a wrong answer cannot be right.
@@ -58,9 +68,11 @@ _WOULD_SHOW = {
     "no reset in the training unroll": "rollout consistency would flag it and the leak test "
     "would pass",
     "burn-in with gradient": "the burn-in gradient check would flag it",
-    "padding not masked in the loss": "none of these suspects pads its sequences",
+    "padding not masked in the loss": "its loss would average over steps that its mask "
+    "marks as padding (only an agent that pads its sequences can have it)",
     "timesteps shuffled in PPO minibatches": "only the first-epoch check would flag it",
-    "h_n read instead of output": "none of these suspects reads h_n",
+    "h_n read instead of output": "its head would read a layer of h_n where the top layer's "
+    "output belongs (only an agent with a stacked RNN shows it)",
 }
 
 
@@ -110,14 +122,223 @@ def _exercise(agent: str) -> Exercise:
     )
 
 
-EXERCISES = [_exercise(agent) for agent in AGENT_NAMES]
-_BY_AGENT = dict(zip(AGENT_NAMES, EXERCISES))
+_NAME_EXERCISES = [_exercise(agent) for agent in SUSPECTS]
+_BY_AGENT = dict(zip(SUSPECTS, _NAME_EXERCISES))
+
+
+# --------------------------------------------------------------------- the hard cases' fixes
+def act_step(net: RecurrentNet, obs: torch.Tensor, h, episode_start: torch.Tensor):
+    """One acting step of a recurrent Q-network: (Q (B, A), the next state).
+
+    ``net.rnn`` is a batch-first ``nn.GRU`` or ``nn.LSTM`` with any number of layers,
+    ``net.head`` a linear layer; ``h`` is its state, (L, B, H) or (h, c); ``obs`` (B, D).
+    """
+    h = reset_state(h, episode_start)  # a new episode starts from zero, h and c alike
+    output, h = net.rnn(obs.unsqueeze(1), h)  # (B, D) -> (B, 1, D); output (B, 1, H)
+    return net.head(output[:, -1]), h  # the top layer's output at this step
+
+
+_ACT_EDGES = ("LSTM", "three layers")
+
+
+def _act_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, _ACT_EDGES)
+    cell = "lstm" if edge == "LSTM" or rng.random() < 0.4 else "gru"
+    layers = 3 if edge == "three layers" else int(rng.integers(1, 4))
+    batch, obs_dim, hidden = (
+        int(rng.integers(2, 6)),
+        int(rng.integers(2, 5)),
+        int(rng.integers(3, 8)),
+    )
+    torch.manual_seed(int(rng.integers(2**31)))
+    net = RecurrentNet(obs_dim, int(rng.integers(2, 4)), hidden, cell=cell, num_layers=layers)
+    h = torch.randn(layers, batch, hidden)  # a state from earlier steps, not zeros
+    state = (h, torch.randn(layers, batch, hidden)) if cell == "lstm" else h
+    start = torch.from_numpy(rng.random(batch) < 0.5)
+    start[0], start[-1] = True, False  # one env starts an episode, one goes on
+    return {"net": net, "obs": torch.randn(batch, obs_dim), "h": state, "episode_start": start}
+
+
+def _bottom_layer(net, obs, h, episode_start):
+    h = reset_state(h, episode_start)
+    _, h = net.rnn(obs.unsqueeze(1), h)
+    return net.head(h[0]), h  # h_n[0]: the bottom layer (for an LSTM, all of h_n)
+
+
+def _last_of_the_tuple(net, obs, h, episode_start):
+    h = reset_state(h, episode_start)
+    _, h = net.rnn(obs.unsqueeze(1), h)
+    top = h[-1] if isinstance(h, torch.Tensor) else h[-1][-1]  # an LSTM's h[-1] is c
+    return net.head(top), h
+
+
+def _no_reset(net, obs, h, episode_start):
+    output, h = net.rnn(obs.unsqueeze(1), h)
+    return net.head(output[:, -1]), h
+
+
+def _reset_after_the_step(net, obs, h, episode_start):
+    output, h = net.rnn(obs.unsqueeze(1), h)
+    return net.head(output[:, -1]), reset_state(h, episode_start)
+
+
+def _act_compare(got, expected):
+    if not (isinstance(got, tuple) and len(got) == 2):
+        return f"act_step returns {type_phrase(got)}; it must return a pair (Q, next state)"
+    if isinstance(got[0], torch.Tensor) and got[0].shape != expected[0].shape:
+        return (
+            f"your Q-values have shape {tuple(got[0].shape)}; they must be (B, A) = "
+            f"{tuple(expected[0].shape)}: one row per environment, from one layer's state"
+        )
+    return compare_outputs(got, expected, rtol=1e-4, atol=1e-5, where="(Q, next state)")
+
+
+ACT_STEP = Exercise(
+    name="act_step",
+    reference=act_step,
+    make_case=_act_case,
+    compare=_act_compare,
+    n_cases=12,
+    explain=lambda case, got, expected: (
+        "Reset the state where an episode starts, run one step, and give the head the top "
+        "layer's output (output[:, -1]; for a GRU also h_n[-1], for an LSTM h_n[0][-1])."
+    ),
+    check_gradients=True,
+    answer_name="(Q, next state)",
+    grad_hint="Every layer of the RNN and the head must get its gradient: no .detach() or "
+    "torch.no_grad() between the RNN and the head.",
+    reference_path="rldebug.checkers.ch09.act_step",
+    bugs=[
+        PlantedBug(
+            "the head reads the bottom layer, h_n[0]",
+            _bottom_layer,
+            "h_n is (layers, B, H), bottom layer first: h_n[0] is the first layer's state, "
+            "whose features the head was never trained on (the training pass reads the top "
+            "layer's output). With one layer it happens to be right, which is how this bug "
+            "survives until someone adds a layer.",
+        ),
+        PlantedBug(
+            "the head reads h_n[-1] of an LSTM's (h, c): the cell state c",
+            _last_of_the_tuple,
+            "An LSTM returns its state as a pair (h_n, c_n); [-1] of the pair is c_n. The "
+            "head reads h: output[:, -1], or h_n[0][-1].",
+        ),
+        PlantedBug(
+            "the state is not reset at an episode start",
+            _no_reset,
+            "A new episode must start from zeros: reset_state(h, episode_start) before the step.",
+        ),
+        PlantedBug(
+            "the state is reset after the step instead of before it",
+            _reset_after_the_step,
+            "The first observation of a new episode must be read from the zero state: reset "
+            "*before* the step that reads it.",
+        ),
+    ],
+)
+
+
+def td_loss(q_sa: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared TD error over the real steps: q_sa, target and mask are (B, T)."""
+    return masked_mean((q_sa - target) ** 2, mask)
+
+
+_LOSS_EDGES = ("no padding", "an episode of one step")
+
+
+def _loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
+    edge = forced_edge(case_index, _LOSS_EDGES)
+    batch, steps = int(rng.integers(2, 7)), int(rng.integers(3, 13))
+    lengths = rng.integers(1, steps + 1, size=batch)
+    lengths[-1] = steps  # the longest episode sets the padded length
+    if edge == "no padding":
+        lengths[:] = steps
+    elif edge == "an episode of one step":
+        lengths[0] = 1
+    mask = torch.from_numpy(np.arange(steps)[None, :] < lengths[:, None])  # (B, T)
+    # Padding holds whatever the network says about zeros: not zeros, not data.
+    q_sa = torch.from_numpy(rng.normal(size=(batch, steps)).astype(np.float32))
+    target = torch.from_numpy(rng.normal(size=(batch, steps)).astype(np.float32))
+    return {"q_sa": q_sa, "target": target, "mask": mask}
+
+
+def _unmasked(q_sa, target, mask):
+    return ((q_sa - target) ** 2).mean()
+
+
+def _masked_but_divided_by_all(q_sa, target, mask):
+    return (((q_sa - target) ** 2) * mask).mean()
+
+
+def _mean_of_episode_means(q_sa, target, mask):
+    per_step = ((q_sa - target) ** 2) * mask
+    return (per_step.sum(1) / mask.sum(1)).mean()
+
+
+def _only_q_masked(q_sa, target, mask):
+    return ((q_sa * mask - target) ** 2).sum() / mask.sum()
+
+
+TD_LOSS = Exercise(
+    name="td_loss",
+    reference=td_loss,
+    make_case=_loss_case,
+    grad_inputs=("q_sa",),
+    check_gradients=True,
+    answer_name="loss",
+    grad_hint="Padded steps must get zero gradient and every real step the same weight: "
+    "2 (q - target) / (number of real steps).",
+    explain=lambda case, got, expected: (
+        "Average the squared error over the real steps only: sum over mask, divided by "
+        "mask.sum() (or index with the mask, then .mean())."
+    ),
+    reference_path="rldebug.checkers.ch09.td_loss",
+    bugs=[
+        PlantedBug(
+            "the mean runs over the padding too",
+            _unmasked,
+            "Padded steps are not data: their Q-values are what the network says about the "
+            "zeros appended after an episode, and their targets are not returns of anything. "
+            "Leave them out of the mean.",
+        ),
+        PlantedBug(
+            "the padding is zeroed but still counted in the mean",
+            _masked_but_divided_by_all,
+            "Multiplying by the mask removes the padding's errors but .mean() still divides by "
+            "every slot: the loss shrinks with the amount of padding. Divide by mask.sum().",
+        ),
+        PlantedBug(
+            "each episode is averaged first, then the episodes",
+            _mean_of_episode_means,
+            "This weighs a step of a short episode more than a step of a long one; an unpadded "
+            "replay gives every transition the same weight. Divide the masked sum by mask.sum().",
+        ),
+        PlantedBug(
+            "only Q is masked, not the error",
+            _only_q_masked,
+            "q * mask is 0 on padding but the target is not: the padding still gets an error "
+            "of -target. Mask the squared error.",
+        ),
+    ],
+)
+
+EXERCISES = [*_NAME_EXERCISES, ACT_STEP, TD_LOSS]
+
+
+def check_act_step(fn, *, seed=None):
+    """Check a reader's ``act_step(net, obs, h, episode_start)`` (suspect 9's fix)."""
+    ACT_STEP.check(fn, seed=seed)
+
+
+def check_td_loss(fn, *, seed=None):
+    """Check a reader's ``td_loss(q_sa, target, mask)`` (suspect 10's fix)."""
+    TD_LOSS.check(fn, seed=seed)
 
 
 def check_agent(agent: str, fn, *, seed=None) -> None:
     """Check ``fn()``, the reader's name for the bug of ``agent`` (e.g. "agent_3")."""
     if agent not in _BY_AGENT:
-        raise ValueError(f"unknown suspect {agent!r}; the suspects are {', '.join(AGENT_NAMES)}")
+        raise ValueError(f"unknown suspect {agent!r}; the suspects are {', '.join(SUSPECTS)}")
     _BY_AGENT[agent].check(fn, seed=seed)
 
 
@@ -153,6 +374,14 @@ def check_agent_8(fn, *, seed=None):
     check_agent("agent_8", fn, seed=seed)
 
 
+def check_agent_9(fn, *, seed=None):
+    check_agent("agent_9", fn, seed=seed)
+
+
+def check_agent_10(fn, *, seed=None):
+    check_agent("agent_10", fn, seed=seed)
+
+
 def show_fix(agent: str, fn, *, reveal: bool = False) -> str | None:
     """Print the fix of ``agent`` (a diff of the suspect's methods against its fixed twin)
     once ``fn()`` names the bug correctly, or when ``reveal=True``. Returns the diff."""
@@ -163,7 +392,7 @@ def show_fix(agent: str, fn, *, reveal: bool = False) -> str | None:
     from rldebug.bughunt import suspect_source
 
     if agent not in _BY_AGENT:
-        raise ValueError(f"unknown suspect {agent!r}; the suspects are {', '.join(AGENT_NAMES)}")
+        raise ValueError(f"unknown suspect {agent!r}; the suspects are {', '.join(SUSPECTS)}")
     if not reveal:
         try:
             with contextlib.redirect_stdout(io.StringIO()):

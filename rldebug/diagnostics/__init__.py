@@ -15,6 +15,8 @@ module                                      what it catches
                                             mismatch (``memory_probe``,
                                             ``hidden_state_leak_test``,
                                             ``rollout_consistency``)
+``rldebug.diagnostics.padding`` (ch09)      padded steps that leak into a loss
+                                            (``padding_leak_test``)
 ``rldebug.diagnostics.ppo`` (ch08)          ratio = 1 and KL = 0 on the first minibatch
                                             (``first_epoch_check``)
 ``rldebug.diagnostics.diagnose`` (ch10)     all of the above in one call on your own model,
