@@ -61,10 +61,11 @@ def seeded(make: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Modul
 
 
 def _in_dim(value: Any) -> int | None:
-    """0 for tensors (and tuples of tensors, an LSTM's (h, c)); None for everything else."""
+    """0 for tensors (and tuples of tensors, an LSTM's (h, c), nested: a batch holding an
+    LSTM's state); None for everything else."""
     if isinstance(value, torch.Tensor):
         return 0
-    if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+    if isinstance(value, tuple) and value and all(_in_dim(v) == 0 for v in value):
         return 0  # an LSTM's (h, c), or a named tuple of tensors (a batch)
     return None
 
@@ -118,8 +119,7 @@ def _lead(value: Any) -> int | None:
     """The leading size of a tensor (or of a tuple of tensors), else None."""
     if _in_dim(value) != 0:
         return None
-    first = value if isinstance(value, torch.Tensor) else value[0]
-    return first.shape[0]
+    return value.shape[0] if isinstance(value, torch.Tensor) else _lead(value[0])
 
 
 class SeedBatch(nn.Module):
