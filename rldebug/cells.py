@@ -40,6 +40,14 @@ class _Cell(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's part of the gates, W_i x + b_i: (..., D) -> (..., gates * H).
+
+        It does not depend on the state, so :func:`unroll` computes it for every step at
+        once, and only the recurrent part is left inside the time loop.
+        """
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
 
@@ -57,10 +65,14 @@ class GRUCell(_Cell):
         return self.weight_ih.new_zeros(batch_size, self.hidden_size)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        gi_r, gi_z, gi_n = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, -1)  # 3 x (B, H)
-        gh_r, gh_z, gh_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, -1)
-        r = torch.sigmoid(gi_r + gh_r)  # reset gate
-        z = torch.sigmoid(gi_z + gh_z)  # update gate
+        return self.step_from_input_gates(self.input_gates(x), h)
+
+    def step_from_input_gates(self, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The step after the input's part of the gates, ``gi = input_gates(x)`` (B, 3H)."""
+        size = self.hidden_size
+        gi_rz, gi_n = gi.split((2 * size, size), -1)  # (B, 2H), (B, H)
+        gh_rz, gh_n = F.linear(h, self.weight_hh, self.bias_hh).split((2 * size, size), -1)
+        r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)  # reset and update gates
         n = torch.tanh(gi_n + r * gh_n)  # candidate
         return n + z * (h - n)  # = (1 - z) * n + z * h
 
@@ -81,10 +93,14 @@ class LSTMCell(_Cell):
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.step_from_input_gates(self.input_gates(x), state)
+
+    def step_from_input_gates(
+        self, gi: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step after the input's part of the gates, ``gi = input_gates(x)`` (B, 4H)."""
         h, c = state
-        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(
-            h, self.weight_hh, self.bias_hh
-        )
+        gates = gi + F.linear(h, self.weight_hh, self.bias_hh)
         i, f, g, o = gates.chunk(4, -1)  # (B, 4H) -> 4 x (B, H)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -138,10 +154,17 @@ def unroll(
     keep = None
     if episode_start is not None:
         keep = 1.0 - episode_start.to(inputs.dtype).unsqueeze(-1)  # (T, B) -> (T, B, 1)
+    if isinstance(cell, _Cell):
+        # The input part of the gates of every step in one matmul; unbind, not gates[t] in
+        # the loop (indexing would build a zero (T, B, G) gradient per step in backward).
+        steps = cell.input_gates(inputs).unbind(0)  # (T, B, D) -> T x (B, gates * H)
+        step = cell.step_from_input_gates
+    else:  # any other cell(x, state), PyTorch's nn.GRUCell for instance
+        steps, step = inputs.unbind(0), cell
     outputs = []
     for t in range(inputs.shape[0]):
         if keep is not None:
             state = _keep(state, keep[t])  # multiply, not assign: vmap-safe, graph intact
-        state = cell(inputs[t], state)
+        state = step(steps[t], state)
         outputs.append(cell_output(state))
     return torch.stack(outputs), state  # T x (B, H) -> (T, B, H)
