@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.func import stack_module_state, vmap
 from torch.nn.utils.stateless import _reparametrize_module  # what functional_call uses
+from torch.utils._pytree import tree_map
 
 __all__ = [
     "SeedBatch",
@@ -110,9 +111,26 @@ def per_seed(fn: Callable) -> Callable:
 
         call_values = [v.stacked() if isinstance(v, SeedBatch) else v for v in values]
         in_dims = tuple(0 if isinstance(v, SeedBatch) else _in_dim(v) for v in values)
+        if n == 1:  # one seed: the same call on slice 0, without vmap's per-call overhead
+            sliced = [_slice0(v) if d == 0 else v for v, d in zip(call_values, in_dims)]
+            return tree_map(_add_seed_axis, one_seed(*sliced))
         return vmap(one_seed, in_dims=in_dims)(*call_values)
 
     return lifted
+
+
+def _slice0(value: Any) -> Any:
+    """Seed 0's slice of a tensor, a tuple of tensors (kept as its own type) or a dict."""
+    if isinstance(value, torch.Tensor):
+        return value[0]
+    if isinstance(value, dict):
+        return {k: v[0] for k, v in value.items()}
+    parts = [v[0] for v in value]
+    return type(value)(*parts) if hasattr(value, "_fields") else type(value)(parts)
+
+
+def _add_seed_axis(value: Any) -> Any:
+    return value.unsqueeze(0) if isinstance(value, torch.Tensor) else value
 
 
 def _lead(value: Any) -> int | None:

@@ -10,7 +10,7 @@ from torch import nn
 import rldebug
 from rldebug.cells import make_cell, unroll
 from rldebug.results import SeedsResult, first_reached, kept_to_end
-from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, seeded
+from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, per_seed, seeded
 
 rldebug.configure_torch(1)
 
@@ -176,3 +176,20 @@ def test_freeze_adam_seed_stops_one_seed_and_leaves_the_others():
         assert not torch.equal(p[0], b[0]) and not torch.equal(p[2], b[2])
     with pytest.raises(ValueError, match="weight decay"):
         freeze_adam_seed(torch.optim.Adam(batch.parameters(), weight_decay=0.1), 0)
+
+
+def test_per_seed_with_one_seed_is_the_plain_call_with_a_seed_axis():
+    net = nn.Linear(3, 2)
+    batch = SeedBatch([net])
+    x = torch.randn(1, 5, 3)
+
+    def loss(model, inputs, scale):
+        return scale * model(inputs).pow(2).mean(), model(inputs)
+
+    lifted, out = per_seed(loss)(batch, x, 2.0)
+    plain, plain_out = loss(net, x[0], 2.0)
+    assert lifted.shape == (1,) and out.shape == (1, 5, 2)
+    torch.testing.assert_close(lifted[0], plain)
+    torch.testing.assert_close(out[0], plain_out)
+    lifted.sum().backward()
+    assert all(p.grad is not None and p.grad.shape[0] == 1 for p in batch.parameters())
