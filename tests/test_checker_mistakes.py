@@ -173,13 +173,13 @@ def test_item_built_loss_is_rejected(name, style):
 
 def test_gru_output_detached_before_the_head_is_named():
     def head_on_detached(policy, obs, actions, mask):
-        out, _ = policy.gru(obs)
+        out = policy.features(obs)
         logits = policy.head(out.detach())
         logp = F.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return logp * mask
 
     for message in _rejects(ch06.EPISODE_LOG_PROBS, head_on_detached):
-        assert "detached before the head" in message and "policy.gru" in message, message
+        assert "detached before the head" in message and "policy.features" in message, message
 
 
 def test_state_detached_at_every_step_is_named():
@@ -243,7 +243,6 @@ EDGES = {
     ("reinforce_loss", "gamma = 0"): lambda c: c["gamma"] == 0.0,
     ("episode_log_probs", "batch of 1"): lambda c: len(c["mask"]) == 1,
     ("episode_log_probs", "no padding"): lambda c: not _padded(c["mask"]),
-    ("drqn_loss", "several agents"): lambda c: c["batch"].obs.shape[0] > 1,
     ("drqn_loss", "burn_in = 0"): lambda c: c["burn_in"] == 0,
     ("drqn_loss", "gamma = 0"): lambda c: c["gamma"] == 0.0,
     ("unroll", "batch of 1"): lambda c: c["h0"].shape[0] == 1,
@@ -346,12 +345,12 @@ def test_burn_in_zero_must_still_start_from_the_stored_state():
         assert "drqn_loss" in message
 
 
-def test_several_agents_are_all_trained():
-    def first_agent_only(q_net, target_net, batch, gamma, burn_in):
+def test_every_sequence_is_trained():
+    def first_sequence_only(q_net, target_net, batch, gamma, burn_in):
         errors, mask = ch07._drqn_loss(q_net, target_net, batch, gamma, burn_in, per_step=True)
-        return errors[0].sum() / mask[0].sum()  # [0] to "drop the agent axis"
+        return errors[0].sum() / mask[0].sum()  # [0] to "drop the batch axis"
 
-    _rejects(ch07.DRQN_LOSS, first_agent_only)
+    _rejects(ch07.DRQN_LOSS, first_sequence_only)
 
 
 def test_integer_rewards_catch_an_integer_buffer():
@@ -514,9 +513,9 @@ def _minibatches_other_order(rollout, advantages, returns, env_order, num_miniba
     return flipped
 
 
-def _drqn_mean_per_agent(q_net, target_net, batch, gamma, burn_in):
+def _drqn_boolean_mask(q_net, target_net, batch, gamma, burn_in):
     errors, mask = ch07._drqn_loss(q_net, target_net, batch, gamma, burn_in, per_step=True)
-    return (errors.sum(dim=(1, 2)) / mask.sum(dim=(1, 2))).sum()
+    return errors[mask.bool()].mean()
 
 
 def _window_gather_last_real_step(gru, head, windows, lengths):
@@ -537,7 +536,7 @@ ALTERNATIVES = {
     "episode_log_probs": _log_probs_categorical,
     "unroll": _unroll_masked_multiply,
     "sequence_minibatches": _minibatches_other_order,
-    "drqn_loss": _drqn_mean_per_agent,
+    "drqn_loss": _drqn_boolean_mask,
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rldebug.agents.drqn import RecurrentQNetwork
+from rldebug.agents.drqn import QNetwork
 from rldebug.agents.drqn import drqn_loss as _drqn_loss
 from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge, type_phrase
 from rldebug.episode_replay import SequenceBatch
@@ -194,9 +194,9 @@ def check_gather_sequences(fn, *, seed=None):
 # ---------------------------------------------------------------------------------------
 
 
-def _agent_sequences(rng: np.random.Generator, batch: int, burn_in: int, length: int, dim: int,
-                     hidden: int) -> dict:  # fmt: skip
-    """One agent's B sequences of L steps, with the three situations a loss must handle."""
+def _sequences(rng: np.random.Generator, batch: int, burn_in: int, length: int, dim: int,
+               hidden: int) -> dict:  # fmt: skip
+    """B sequences of L steps, with the three situations a loss must handle."""
     # each sequence: its episode covers positions [first, last) of the L steps
     first = np.zeros(batch, dtype=int)
     last = np.full(batch, length)
@@ -224,23 +224,21 @@ def _agent_sequences(rng: np.random.Generator, batch: int, burn_in: int, length:
     }
 
 
-LOSS_EDGES = ("several agents", "burn_in = 0", "gamma = 0")
+LOSS_EDGES = ("burn_in = 0", "gamma = 0")
 
 
 def _make_loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     edge = forced_edge(case_index, LOSS_EDGES)
-    agents = 2 if edge == "several agents" or rng.random() < 0.25 else 1
     batch, steps = int(rng.integers(3, 6)), int(rng.integers(3, 6))
     burn_in = 0 if edge == "burn_in = 0" or rng.random() < 0.25 else int(rng.integers(1, 4))
     dim, hidden, length = int(rng.integers(1, 3)), 4, burn_in + steps
     torch.manual_seed(int(rng.integers(2**31)))
-    q_net = RecurrentQNetwork(dim, 3, hidden, agents)
-    target_net = RecurrentQNetwork(dim, 3, hidden, agents).requires_grad_(False)
+    q_net = QNetwork(dim, 3, hidden)
+    target_net = QNetwork(dim, 3, hidden).requires_grad_(False)
     with torch.no_grad():  # strong recurrent weights: the initial state is remembered for long
-        q_net.w_hh.mul_(4.0)
-        target_net.w_hh.mul_(4.0)
-    per_agent = [_agent_sequences(rng, batch, burn_in, length, dim, hidden) for _ in range(agents)]
-    fields = {k: np.stack([a[k] for a in per_agent]) for k in per_agent[0]}
+        q_net.cell.weight_hh.mul_(4.0)
+        target_net.cell.weight_hh.mul_(4.0)
+    fields = _sequences(rng, batch, burn_in, length, dim, hidden)
     seq = SequenceBatch(
         obs=torch.as_tensor(fields["obs"], dtype=torch.float32),
         actions=torch.as_tensor(fields["actions"]),
@@ -260,33 +258,33 @@ def _make_loss_case(rng: np.random.Generator, case_index: int = 0) -> dict:
 
 
 def _reference_loss(q_net, target_net, batch, gamma, burn_in):
-    """The chapter's loss: one masked mean over every valid trained step of every agent."""
+    """The chapter's loss: one masked mean over every valid trained step."""
     errors, mask = _drqn_loss(q_net, target_net, batch, gamma, burn_in, per_step=True)
     return errors.sum() / mask.sum()
 
 
-def _mean_per_agent(q_net, target_net, batch, gamma, burn_in):
-    """The library's loss: the sum over agents of each agent's own masked mean."""
-    return _drqn_loss(q_net, target_net, batch, gamma, burn_in)
+def _library_loss(q_net, target_net, batch, gamma, burn_in):
+    """The library's loss, without its Double DQN targets."""
+    return _drqn_loss(q_net, target_net, batch, gamma, burn_in, double=False)
 
 
 def _trained_q(q_net, batch, burn_in, state, grad_in_burn_in=False):
     if grad_in_burn_in:
-        _, h = q_net(batch.obs[:, :, :burn_in], state, batch.episode_start[:, :, :burn_in])
+        _, h = q_net(batch.obs[:, :burn_in], state, batch.episode_start[:, :burn_in])
     else:
         with torch.no_grad():
-            _, h = q_net(batch.obs[:, :, :burn_in], state, batch.episode_start[:, :, :burn_in])
-    q, _ = q_net(batch.obs[:, :, burn_in:], h, batch.episode_start[:, :, burn_in:])
-    a = batch.actions[:, :, burn_in:].unsqueeze(-1)
-    return q[:, :, :-1].gather(-1, a).squeeze(-1)  # (1, B, T)
+            _, h = q_net(batch.obs[:, :burn_in], state, batch.episode_start[:, :burn_in])
+    q, _ = q_net(batch.obs[:, burn_in:], h, batch.episode_start[:, burn_in:])
+    a = batch.actions[:, burn_in:].unsqueeze(-1)
+    return q[:, :-1].gather(-1, a).squeeze(-1)  # (B, T)
 
 
 def _targets(target_net, batch, gamma, burn_in, state, *, terminal=True):
     with torch.no_grad():
         q_target, _ = target_net(batch.obs, state, batch.episode_start)
-        next_value = q_target[:, :, burn_in + 1 :].max(dim=-1).values
-        ended = batch.terminated[:, :, burn_in:] if terminal else 0.0
-        return batch.rewards[:, :, burn_in:] + gamma * (1.0 - ended) * next_value
+        next_value = q_target[:, burn_in + 1 :].max(dim=-1).values
+        ended = batch.terminated[:, burn_in:] if terminal else 0.0
+        return batch.rewards[:, burn_in:] + gamma * (1.0 - ended) * next_value
 
 
 def _masked(q_sa, targets, mask):
@@ -297,43 +295,43 @@ def _masked(q_sa, targets, mask):
 def _burn_in_with_gradient(q_net, target_net, batch, gamma, burn_in):
     q_sa = _trained_q(q_net, batch, burn_in, batch.initial_state, grad_in_burn_in=True)
     targets = _targets(target_net, batch, gamma, burn_in, batch.initial_state)
-    return _masked(q_sa, targets, batch.mask[:, :, burn_in:])
+    return _masked(q_sa, targets, batch.mask[:, burn_in:])
 
 
 def _mean_over_padding(q_net, target_net, batch, gamma, burn_in):
     q_sa = _trained_q(q_net, batch, burn_in, batch.initial_state)
     targets = _targets(target_net, batch, gamma, burn_in, batch.initial_state)
-    mask = batch.mask[:, :, burn_in:].float()
+    mask = batch.mask[:, burn_in:].float()
     return (F.smooth_l1_loss(q_sa, targets, reduction="none") * mask).mean()
 
 
 def _target_from_zero_state(q_net, target_net, batch, gamma, burn_in):
     q_sa = _trained_q(q_net, batch, burn_in, batch.initial_state)
     targets = _targets(target_net, batch, gamma, burn_in, torch.zeros_like(batch.initial_state))
-    return _masked(q_sa, targets, batch.mask[:, :, burn_in:])
+    return _masked(q_sa, targets, batch.mask[:, burn_in:])
 
 
 def _target_on_next_obs_only(q_net, target_net, batch, gamma, burn_in):
     q_sa = _trained_q(q_net, batch, burn_in, batch.initial_state)
     with torch.no_grad():  # the target net sees only obs[burn_in + 1:], from a zero state
-        next_obs = batch.obs[:, :, burn_in + 1 :]
-        q_next, _ = target_net(next_obs, None, batch.episode_start[:, :, burn_in + 1 :])
+        next_obs = batch.obs[:, burn_in + 1 :]
+        q_next, _ = target_net(next_obs, None, batch.episode_start[:, burn_in + 1 :])
         targets = (
-            batch.rewards[:, :, burn_in:]
-            + gamma * (1.0 - batch.terminated[:, :, burn_in:]) * q_next.max(dim=-1).values
+            batch.rewards[:, burn_in:]
+            + gamma * (1.0 - batch.terminated[:, burn_in:]) * q_next.max(dim=-1).values
         )
-    return _masked(q_sa, targets, batch.mask[:, :, burn_in:])
+    return _masked(q_sa, targets, batch.mask[:, burn_in:])
 
 
 def _no_terminal(q_net, target_net, batch, gamma, burn_in):
     q_sa = _trained_q(q_net, batch, burn_in, batch.initial_state)
     targets = _targets(target_net, batch, gamma, burn_in, batch.initial_state, terminal=False)
-    return _masked(q_sa, targets, batch.mask[:, :, burn_in:])
+    return _masked(q_sa, targets, batch.mask[:, burn_in:])
 
 
 def _burn_in_in_the_loss(q_net, target_net, batch, gamma, burn_in):
     q, _ = q_net(batch.obs, batch.initial_state, batch.episode_start)  # every step trained
-    q_sa = q[:, :, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    q_sa = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     targets = _targets(target_net, batch, gamma, 0, batch.initial_state)
     return _masked(q_sa, targets, batch.mask)
 
@@ -388,15 +386,15 @@ def _compare_loss(got, expected) -> str | None:
 
 
 def _explain_loss(case, got, expected) -> str:
-    agents, batch, steps = case["batch"].actions.shape
+    batch, steps = case["batch"].actions.shape
     k = case["burn_in"]
     return (
-        f"Here S = {agents} agent(s), B = {batch}, L = {steps}, burn_in = {k}: positions "
+        f"Here B = {batch}, L = {steps}, burn_in = {k}: positions "
         f"0..{k - 1} only rebuild the state (under torch.no_grad(), from batch.initial_state); "
         f"the loss is the masked mean over positions {k}..{steps - 1}, with targets from "
         "target_net unrolled over all L + 1 observations from the same initial state."
         if k
-        else f"Here S = {agents} agent(s), B = {batch}, L = {steps} and burn_in = 0: no "
+        else f"Here B = {batch}, L = {steps} and burn_in = 0: no "
         "burn-in, so the online net starts at position 0 from batch.initial_state (still "
         "the stored state, not zeros) and every valid step is in the loss."
     )
@@ -409,7 +407,7 @@ DRQN_LOSS = Exercise(
     compare=_compare_loss,
     explain=_explain_loss,
     n_cases=20,
-    alternatives=[_mean_per_agent],
+    alternatives=[_library_loss],
     reference_path="rldebug.agents.drqn.drqn_loss",
     bugs=[
         PlantedBug(
