@@ -228,20 +228,20 @@ def run_ch07(seeds: list[int]) -> dict:
 def run_ch08(seeds: list[int]) -> dict:
     from rldebug.agents import ppo
 
-    cfg = ppo.PPOConfig(env_id="CartPoleNoVel-v1")
-    rec = ppo.train_ppo(cfg, seeds, processes=2, progress=False)
-    mlp = ppo.train_ppo(
-        ppo.PPOConfig(env_id="CartPoleNoVel-v1", recurrent=False),
+    cfg = ppo.Config(env_id="CartPoleNoVel-v1")
+    rec = ppo.train(cfg, seeds, processes=2, progress=False)
+    mlp = ppo.train(
+        ppo.Config(env_id="CartPoleNoVel-v1", recurrent=False),
         seeds,
         processes=2,
         progress=False,
     )
-    road = ppo.PPOConfig(
+    road = ppo.Config(
         env_id="SineRoadFlicker-v0", total_steps=20_000, eval_every=5_000, num_minibatches=2
     )
-    road_rec = ppo.train_ppo(road, seeds, processes=2, progress=False)
-    road_mlp = ppo.train_ppo(
-        ppo.PPOConfig(**{**vars(road), "recurrent": False}), seeds, processes=2, progress=False
+    road_rec = ppo.train(road, seeds, processes=2, progress=False)
+    road_mlp = ppo.train(
+        ppo.Config(**{**vars(road), "recurrent": False}), seeds, processes=2, progress=False
     )
     gap = road_rec.eval_returns[-1] - road_mlp.eval_returns[-1]
     return {

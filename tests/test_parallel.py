@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from rldebug.agents import ppo
 from rldebug.agents.dqn import DQNConfig, train_population
-from rldebug.agents.ppo import PPOConfig, concat_agents, train_ppo
 from rldebug.parallel import (
     progress_bar,
     queue_in_background,
@@ -113,30 +113,17 @@ def test_population_split_equals_the_groups_trained_alone():
 
 
 @pytest.mark.parametrize("recurrent", [True, False])
-def test_ppo_split_equals_the_groups_trained_alone(recurrent):
-    cfg = PPOConfig(total_steps=256, num_envs=4, num_steps=32, eval_every=128, eval_episodes=2,
-                    recurrent=recurrent)  # fmt: skip
-    split = train_ppo(cfg, [0, 1, 2], processes=2, progress=False)
-    first, second = train_ppo(cfg, [0, 1], progress=False), train_ppo(cfg, [2], progress=False)
+def test_ppo_split_equals_each_seed_trained_alone(recurrent):
+    cfg = ppo.Config(total_steps=256, num_envs=4, num_steps=32, eval_every=128,
+                     eval_episodes=2, recurrent=recurrent)  # fmt: skip
+    split = ppo.train(cfg, [0, 1, 2], processes=2, progress=False)
+    first, second = ppo.train(cfg, [0, 1], progress=False), ppo.train(cfg, [2], progress=False)
     assert split.seeds == [0, 1, 2] and split.eval_returns.shape == (3, 3)
     np.testing.assert_array_equal(
         split.eval_returns, np.concatenate([first.eval_returns, second.eval_returns], axis=1)
     )
-    assert len(split.train_returns) == 3 and split.first_check.shape[1] == 3
-    # the merged agent acts as each group's agent on its own rows
-    obs = torch.randn(5, 3, 2)  # (T, 3 agents x 1 env, D=2: CartPole without velocities)
-    starts = torch.zeros(5, 3, dtype=torch.bool)
-    h0 = split.agent.initial_state(3)
-    logits, values = split.agent.unroll(obs, h0, starts)
-    l01, v01 = first.agent.unroll(obs[:, :2], first.agent.initial_state(2), starts[:, :2])
-    l2, v2 = second.agent.unroll(obs[:, 2:], second.agent.initial_state(1), starts[:, 2:])
-    torch.testing.assert_close(logits, torch.cat([l01, l2], dim=1))
-    torch.testing.assert_close(values, torch.cat([v01, v2], dim=1))
-
-
-def test_concat_agents_of_one_is_the_same_agent():
-    result = train_ppo(PPOConfig(total_steps=128, num_envs=4, eval_every=10**6, eval_episodes=1),
-                       [0], progress=False)  # fmt: skip
-    merged = concat_agents([result.agent])
-    for (name, p), q in zip(result.agent.state_dict().items(), merged.state_dict().values()):
-        torch.testing.assert_close(p, q, msg=name)
+    assert split.first_check.shape[1] == 3 and split.normalizer.mean.shape[0] == 3
+    # the joined agent holds each group's networks, in order
+    for k, (group, j) in enumerate([(first, 0), (first, 1), (second, 0)]):
+        for p, q in zip(split.agent.seed(k).parameters(), group.agent.seed(j).parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)

@@ -14,6 +14,7 @@ Hooks for the diagnostics: ``policy_step(obs, episode_start)`` (leak test),
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "Agent5",
     "Agent9",
     "Agent10",
+    "hard_case_finals",
 ]
 
 
@@ -293,3 +295,34 @@ class Agent10(EpisodeDQN):
     def td_loss(self, q_sa: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
         """Mean squared TD error over the real steps: (b, k) each, mask (b, k) bool."""
         return ((q_sa - target) ** 2).mean()
+
+
+def hard_case_finals(
+    seeds, *, act_step=None, td_loss=None, n_updates: int = 100, progress=None
+) -> dict[str, np.ndarray]:
+    """Final greedy reward per step of suspects 9 and 10 on ``seeds``, and of the same
+    suspects with a fix plugged in (the reader's ``act_step(net, obs, h, episode_start)``
+    and ``td_loss(q_sa, target, mask)``; None: the fixed twin's own method).
+
+    Returns ``{"suspect 9", "fixed 9", "suspect 10", "fixed 10"}`` -> (S,) arrays.
+    """
+    finals: dict[str, list[float]] = {
+        k: [] for k in ("suspect 9", "fixed 9", "suspect 10", "fixed 10")
+    }
+    seeds = list(seeds)
+    for seed in seeds if progress is None else progress(seeds):
+        fixed_9, fixed_10 = Agent9(seed), Agent10(seed)
+        if act_step is None:
+            fixed_9.act_step = partial(TwoLayerDQN.act_step, fixed_9)
+        else:
+            fixed_9.act_step = partial(act_step, fixed_9.net)
+        fixed_10.td_loss = EpisodeDQN.td_loss.__get__(fixed_10) if td_loss is None else td_loss
+        for name, agent in (
+            ("suspect 9", Agent9(seed)),
+            ("fixed 9", fixed_9),
+            ("suspect 10", Agent10(seed)),
+            ("fixed 10", fixed_10),
+        ):
+            _, scores = agent.train(n_updates=n_updates, eval_every=n_updates)
+            finals[name].append(float(scores[-1]))
+    return {name: np.array(values) for name, values in finals.items()}
