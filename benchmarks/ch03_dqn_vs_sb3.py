@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import rldebug
-from rldebug.agents.dqn import CARTPOLE_RECIPE, DQNConfig, train_population
+from rldebug.agents.dqn import CARTPOLE_RECIPE, Config, train
 from rldebug.training import evaluate, make_vec_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,22 +91,22 @@ OURS = CARTPOLE_RECIPE
 
 
 def run_ours(seeds: list[int]) -> tuple[list[dict], float]:
-    """The seeds as in the notebook (two populations, one per process); also one seed
-    trained alone (seconds)."""
-    config = DQNConfig(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, eval_seed=EVAL_SEED)
-    runs = []
-    for block in range(0, len(seeds), 10):  # each block of 10 as the notebook trains 0-9
-        runs += train_population(config, seeds[block : block + 10], processes=2, **OURS)
-    alone = train_population(config, seeds[:1], **OURS)[0].wall_time
+    """The seeds as in the notebook (two groups, one per process); also one seed trained
+    alone (seconds)."""
+    config = Config(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, eval_seed=EVAL_SEED)
+    config = replace(config, **OURS)
+    runs = train(config, seeds, processes=2)
+    alone = train(config, seeds[:1]).seconds
+    solved_at = runs.steps_to(SOLVED)
     rows = [
         {
-            "steps": r.config.total_steps,
-            "solved_at": r.steps_to_reach(SOLVED),
-            "final": r.final_return,
-            "wall": r.wall_time,  # the joint run's seconds / number of seeds
-            "curve": (np.array(r.eval_steps), np.array(r.eval_returns)),
+            "steps": config.total_steps,
+            "solved_at": None if np.isnan(solved_at[k]) else int(solved_at[k]),
+            "final": float(runs.final_return[k]),
+            "wall": runs.seconds / len(seeds),  # the joint run's seconds / number of seeds
+            "curve": (runs.eval_steps, runs.eval_returns[:, k]),
         }
-        for r in runs
+        for k in range(len(seeds))
     ]
     return rows, alone
 
@@ -136,9 +137,9 @@ def main() -> int:
         f"Greedy evaluation: mean return over {EVAL_EPISODES} episodes every {EVAL_EVERY:,} "
         f"steps and at the end; solved means mean >= {SOLVED:g}. SB3 {_sb3_version()} with "
         f"the RL-Zoo hyperparameters ({ZOO_STEPS:,} steps), one run per seed. Ours: the "
-        f"chapter 3 recipe (`DQNConfig({recipe})`, {DQNConfig().total_steps:,} steps), the "
-        f"{n_seeds} seeds trained as in the notebook (`train_population(..., processes=2)`: "
-        f"two populations, one per core); its wall-clock per seed is the run's divided by "
+        f"chapter 3 recipe (`Config({recipe})`, {Config().total_steps:,} steps), the "
+        f"{n_seeds} seeds trained as in the notebook (`train(config, seeds, processes=2)`: "
+        f"two groups, one per core); its wall-clock per seed is the run's divided by "
         f"{n_seeds} (seed 0 trained "
         f"alone: {alone:.1f} s). Wall-clock includes the periodic evaluations. "
         f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs.",

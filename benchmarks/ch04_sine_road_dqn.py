@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import platform
 import time
@@ -29,7 +30,7 @@ from rldebug.agents import dqn
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: The notebook's configuration (solutions/ch04_sine_road.ipynb, section 5).
-CONFIG = dqn.DQNConfig(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=0)
+CONFIG = dqn.Config(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=0)
 
 ENV_IDS = ("SineRoad-v0", "SineRoadPartial-v0", "SineRoadFlicker-v0")
 
@@ -54,17 +55,18 @@ def main() -> int:
     rows = []
     for env_id, frames, seeds in conditions(args.seeds):
         wrappers = [partial(FrameStackObservation, stack_size=frames)] if frames > 1 else []
-        for seed in seeds:
-            cpu, wall = time.process_time(), time.perf_counter()
-            result = dqn.train(CONFIG, env_id=env_id, wrappers=wrappers, seed=seed)
+        cpu, wall = time.process_time(), time.perf_counter()
+        config = dataclasses.replace(CONFIG, env_id=env_id, wrappers=wrappers)
+        result = dqn.train(config, list(seeds))  # every seed its own run, all at once
+        for seed, final_return in zip(result.seeds, result.final_return):
             rows.append(
                 {
                     "env_id": env_id,
                     "frames": frames,
                     "seed": seed,
-                    "final_return": result.final_return,
-                    "cpu_s": time.process_time() - cpu,
-                    "wall_s": time.perf_counter() - wall,
+                    "final_return": float(final_return),
+                    "cpu_s": (time.process_time() - cpu) / len(result.seeds),
+                    "wall_s": (time.perf_counter() - wall) / len(result.seeds),
                 }
             )
             print(rows[-1], flush=True)

@@ -9,7 +9,8 @@
 
 ``Dashboard`` is a ``callback`` for :func:`rldebug.agents.dqn.train` that redraws one figure
 in place while it trains (Jupyter: an ``IPython.display`` handle); :func:`plot_dashboard`
-draws the same figure once, for finished runs (several runs overlay, labelled).
+draws the same figure once, for finished runs (several runs overlay, labelled). A DQN
+``Result`` of several seeds draws one line per seed (its curves carry a seed axis).
 """
 
 from __future__ import annotations
@@ -49,19 +50,19 @@ def _draw(axes, runs: Mapping[str, Any]) -> None:
     for i, (label, r) in enumerate(runs.items()):
         c = colors[i % len(colors)]
         tag = f"{label}: " if label else ""
-        if r.episode_returns:
+        if len(r.episode_returns):
             ax_ret.plot(r.episode_steps, r.episode_returns, color=c, alpha=0.15, lw=0.8)
             ax_ret.plot(r.episode_steps, _smooth(r.episode_returns), color=c, lw=1,
                         label=f"{tag}training (smoothed)")  # fmt: skip
-        if r.eval_returns:
+        if len(r.eval_returns):
             ax_ret.plot(r.eval_steps, r.eval_returns, "o--", color=c, ms=3, lw=1,
                         label=f"{tag}greedy eval")  # fmt: skip
         ax_loss.plot(r.steps, r.losses, color=c, label=label or None)
         ax_q.plot(r.steps, r.mean_max_q, color=c, label=f"{tag}mean max Q (replay)")
-        if r.episode_discounted_returns:
+        if len(r.episode_discounted_returns):
             ax_q.plot(r.episode_steps, _smooth(r.episode_discounted_returns, 20), ":", color=c,
                       label=f"{tag}observed discounted return")  # fmt: skip
-        if r.eval_q0:
+        if len(r.eval_q0):
             ax_q.plot(r.eval_steps, r.eval_q0, "^", color=c, ms=4, label=f"{tag}Q(s0), greedy")
             ax_q.plot(r.eval_steps, r.eval_g0, "v", color=c, ms=4, mfc="none",
                       label=f"{tag}observed G0, greedy")  # fmt: skip
@@ -82,11 +83,23 @@ def _draw(axes, runs: Mapping[str, Any]) -> None:
         ax_loss.legend()
 
 
+def _seed_runs(result: Any, label: str = "") -> dict[str, Any]:
+    """{label: curves} for each seed of a DQN Result (curves with a seed axis); other
+    histories (an SB3 ``DQNDashboard``'s) are one run already."""
+    if not hasattr(result, "run"):
+        return {label: result}
+    if len(result.seeds) == 1:
+        return {label: result.run(result.seeds[0])}
+    tag = f"{label}, " if label else ""
+    return {f"{tag}seed {s}": result.run(s) for s in result.seeds}
+
+
 def plot_dashboard(results: Any, title: str = "", figsize=FIGSIZE):
     """Draw the dashboard of one finished run, or overlay several.
 
-    ``results`` is a :class:`~rldebug.agents.dqn.DQNResult`, a list of them, or a dict
-    ``{label: result}``. Returns the matplotlib Figure.
+    ``results`` is a :class:`~rldebug.agents.dqn.Result` (one line per seed), a list of
+    them, a dict ``{label: result}``, or the ``history`` of an SB3 ``DQNDashboard``.
+    Returns the matplotlib Figure.
     """
     if is_sb3_model(results):
         raise TypeError(
@@ -95,11 +108,15 @@ def plot_dashboard(results: Any, title: str = "", figsize=FIGSIZE):
             ".history to plot_dashboard"
         )
     if isinstance(results, Mapping):
-        runs = dict(results)
+        runs = {}
+        for label, r in results.items():
+            runs.update(_seed_runs(r, label))
     elif isinstance(results, (list, tuple)):
-        runs = {f"run {i}": r for i, r in enumerate(results)}
+        runs = {}
+        for i, r in enumerate(results):
+            runs.update(_seed_runs(r, f"run {i}"))
     else:
-        runs = {"": results}
+        runs = _seed_runs(results)
     fig, axes = plt.subplots(*GRID, figsize=figsize)
     _draw(axes, runs)
     if title:
@@ -132,10 +149,13 @@ class Dashboard:
                 "model use model.learn(..., callback=rldebug.integrations.sb3.DQNDashboard())"
             )
         self._calls += 1
-        finished = result.final_eval is not None
+        if hasattr(result, "run"):  # a DQN Result: finished once it has final returns
+            finished = len(result.final_return) > 0
+        else:
+            finished = result.final_eval is not None
         if self._calls % self.every and not finished:
             return
-        _draw(self.axes, {self.label: result})
+        _draw(self.axes, _seed_runs(result, self.label))
         if self.title:
             self.figure.suptitle(self.title)
         self.figure.tight_layout()

@@ -419,12 +419,12 @@ TAXI_DQN_RECIPE: dict[str, Any] = dict(
 
 
 def taxi_dqn_config(**overrides: Any):
-    """``DQNConfig`` for Taxi-v4 seen through ``sineroad.OneHotObservation``."""
+    """The DQN ``Config`` for Taxi-v4 seen through ``sineroad.OneHotObservation``."""
     from sineroad import OneHotObservation
 
-    from rldebug.agents.dqn import DQNConfig
+    from rldebug.agents.dqn import Config
 
-    return DQNConfig(**{**TAXI_DQN_RECIPE, "wrappers": (OneHotObservation,), **overrides})
+    return Config(**{**TAXI_DQN_RECIPE, "wrappers": (OneHotObservation,), **overrides})
 
 
 @torch.no_grad()

@@ -84,8 +84,8 @@ def test_a_dead_network_is_state_blind():
 def test_the_library_dqn_on_one_hot_taxi_is_ok(tables):
     from rldebug.agents import dqn
 
-    result = dqn.train(ql.taxi_dqn_config(final_eval_episodes=0), seed=1)
-    assert action_collapse(ql.q_table_of(result.q_net)[tables.start_states]).ok
+    result = dqn.train(ql.taxi_dqn_config(final_eval_episodes=0), seeds=[1])
+    assert action_collapse(ql.q_table_of(result.q_nets[0])[tables.start_states]).ok
 
 
 def test_one_action_on_synthetic_values():

@@ -9,14 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import rldebug
-from rldebug.agents.dqn import (
-    DQNConfig,
-    dqn_loss,
-    epsilon_greedy,
-    td_targets,
-    train,
-    update_target,
-)
+from rldebug.agents.dqn import Config, dqn_loss, greedy_actions, td_targets, train, update_target
 from rldebug.dashboard import Dashboard, plot_dashboard
 from rldebug.nets import q_network
 from rldebug.replay import Transitions
@@ -80,59 +73,48 @@ def test_update_target_hard_and_soft():
         assert torch.equal(t, p)
 
 
-def test_epsilon_greedy_extremes():
+def test_greedy_actions():
     net = q_network((2,), 3, (4,))
-    obs = np.zeros((500, 2), dtype=np.float32)
-    rng = np.random.default_rng(0)
-    greedy = epsilon_greedy(net, obs, 0.0, 3, rng)
-    assert len(set(greedy)) == 1  # same state: same greedy action
-    random = epsilon_greedy(net, obs, 1.0, 3, rng)
-    assert set(random) == {0, 1, 2}
+    obs = torch.zeros(50, 2)
+    actions = greedy_actions(net, obs)
+    assert actions.shape == (50,) and len(set(actions.tolist())) == 1  # same state, same action
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="tau"):
-        DQNConfig(tau=0.0)
+        Config(tau=0.0)
     with pytest.raises(ValueError):
-        DQNConfig(num_envs=0)
+        Config(num_envs=0)
 
 
 def test_train_on_native_vector_env_fills_every_curve():
     calls = []
-    r = train(DQNConfig(seed=1, **SMALL), callback=calls.append)
+    r = train(Config(**SMALL), seeds=[1], callback=calls.append)
     n_points = len(r.steps)
     assert n_points == 4 and r.steps[-1] == 400
-    for curve in (r.losses, r.mean_max_q, r.td_errors, r.grad_norms, r.epsilons):
-        assert len(curve) == n_points
-    assert r.epsilons[0] == 1.0 and r.epsilons[-1] < 1.0
-    assert r.final_eval is not None and len(r.final_eval.returns) == 2
-    assert len(r.eval_steps) == len(r.eval_q0) == len(r.eval_g0) == 2  # step 200 + final
+    for curve in (r.losses, r.mean_max_q, r.td_errors, r.grad_norms):
+        assert curve.shape == (n_points, 1)
+    assert len(r.epsilons) == n_points and r.epsilons[0] == 1.0 and r.epsilons[-1] < 1.0
+    assert r.final_return.shape == (1,)
+    assert r.eval_returns.shape == r.eval_q0.shape == r.eval_g0.shape == (2, 1)  # 200 + final
     assert calls and calls[-1] is r
-    # same seed, same run
-    again = train(DQNConfig(seed=1, **SMALL))
-    assert again.losses == r.losses and again.eval_returns == r.eval_returns
+    again = train(Config(**SMALL), seeds=[1])  # same seed, same run
+    np.testing.assert_array_equal(again.losses, r.losses)
+    np.testing.assert_array_equal(again.eval_returns, r.eval_returns)
 
 
-def test_train_on_a_single_env():
-    r = train(DQNConfig(**SMALL), env=gym.make("CartPole-v1"))
-    assert r.steps[-1] == 400 and np.isfinite(r.losses[-1])
-
-
-def test_train_skips_autoreset_transitions():
-    stored = []
+def test_train_skips_autoreset_transitions(monkeypatch):
     import rldebug.agents.dqn as dqn
 
-    original = dqn.ReplayBuffer.add
+    stored = []
+    original = dqn._SeedReplay.add
 
-    def spy(self, obs, actions, rewards, next_obs, terminated, truncated):
-        stored.append((np.array(obs), np.array(next_obs)))
-        return original(self, obs, actions, rewards, next_obs, terminated, truncated)
+    def spy(self, keep, obs, actions, rewards, next_obs, terminated, truncated):
+        stored.append((obs[keep], next_obs[keep]))
+        return original(self, keep, obs, actions, rewards, next_obs, terminated, truncated)
 
-    dqn.ReplayBuffer.add = spy
-    try:
-        train(DQNConfig(**{**SMALL, "total_steps": 300, "learning_starts": 400}))
-    finally:
-        dqn.ReplayBuffer.add = original
+    monkeypatch.setattr(dqn._SeedReplay, "add", spy)
+    train(Config(**{**SMALL, "total_steps": 300, "learning_starts": 400}))
     obs = np.concatenate([o for o, _ in stored])
     nxt = np.concatenate([n for _, n in stored])
     # CartPole moves a little per step: a jump to a fresh start state would be large
@@ -144,46 +126,42 @@ def test_train_with_frame_stack_on_sineroad():
     import sineroad  # noqa: F401  (registers the ids)
 
     stack = lambda e: gym.wrappers.FrameStackObservation(e, 3)
-    r = train(DQNConfig(env_id="SineRoad-v0", wrappers=(stack,), num_envs=2, **SMALL))
-    assert r.q_net(torch.zeros(1, 3, 2)).shape == (1, 3)
+    r = train(Config(env_id="SineRoad-v0", wrappers=(stack,), num_envs=2, **SMALL), seeds=[0, 1])
+    assert r.q_nets[1](torch.zeros(1, 3, 2)).shape == (1, 3)
 
 
 def test_train_on_sineroad_native_vector_env():
-    env = gym.make_vec("sineroad:SineRoad-v0", num_envs=3, vectorization_mode="vector_entry_point")
-    r = train(DQNConfig(env_id="SineRoad-v0", **SMALL), env=env)
-    assert r.final_eval is not None and np.isfinite(r.final_return)
+    import sineroad  # noqa: F401  (registers the ids)
+
+    r = train(Config(env_id="SineRoad-v0", num_envs=3, **SMALL))
+    assert np.isfinite(r.final_return).all()
 
 
 def test_dashboard_static_and_live():
-    r = train(DQNConfig(**SMALL))
+    r = train(Config(**SMALL), seeds=[0, 1])
     fig = plot_dashboard({"a": r, "b": r}, title="t")
     assert len(fig.axes) == 6
+    assert len(fig.axes[1].lines) == 4  # two seeds of two runs
     live = Dashboard(every=1)
     live(r)  # outside Jupyter: draws without displaying
     assert live.axes.flat[0].lines
+    with pytest.raises(ValueError, match="seed 7"):
+        r.run(7)
 
 
-@pytest.mark.parametrize("population", [False, True])
-def test_the_agent_does_not_draw_the_env_s_random_numbers(population, monkeypatch):
-    """env 0 is reset with the run's seed (gymnasium: a generator of SeedSequence(seed)); the
-    agent's generator, the one that samples the replay, must be another stream."""
+def test_the_agent_does_not_draw_the_env_s_random_numbers(monkeypatch):
+    """Seed 5's env is reset with 5 (gymnasium: a generator of SeedSequence(5)); the agent's
+    generator, the one that samples the replay, must be another stream."""
     import rldebug.agents.dqn as dqn
 
     generators = []
-    buffer_class = dqn._StackedReplay if population else dqn.ReplayBuffer
-    original = buffer_class.sample
+    original = dqn._SeedReplay.sample
 
-    def spy(self, batch_size, rng=None):
-        generators.append(rng)
-        return original(self, batch_size, rng)
+    def spy(self, batch_size, rngs, draw):
+        generators.extend(rngs)
+        return original(self, batch_size, rngs, draw)
 
-    monkeypatch.setattr(buffer_class, "sample", spy)
-    cfg = DQNConfig(**{**SMALL, "seed": 5, "total_steps": 120, "learning_starts": 40})
-    if population:
-        dqn.train_population(cfg, [5])
-        env_seed = int(np.random.SeedSequence([5]).generate_state(1)[0])  # envs.reset(seed=...)
-    else:
-        train(cfg)
-        env_seed = 5
+    monkeypatch.setattr(dqn._SeedReplay, "sample", spy)
+    train(Config(**{**SMALL, "total_steps": 120, "learning_starts": 40}), seeds=[5])
     seq = generators[0].bit_generator.seed_seq
-    assert (seq.entropy, seq.spawn_key) != (env_seed, ())
+    assert (seq.entropy, seq.spawn_key) != (5, ())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rldebug
-from rldebug.agents.dqn import DQNConfig, train, train_population
+from rldebug.agents.dqn import Config, train
 from rldebug.replay import NStepWindow
 
 rldebug.configure_torch(1)
@@ -115,22 +115,20 @@ def test_window_errors_are_clear():
     with pytest.raises(ValueError, match=r"keep must have shape \(2,\)"):
         list(window.push(np.ones(3, bool), *([np.zeros((3, 1))] * 6)))
     with pytest.raises(ValueError, match="n_step"):
-        DQNConfig(n_step=0)
+        Config(n_step=0)
 
 
 SMALL = dict(total_steps=600, learning_starts=200, log_every=200, eval_every=0,
              final_eval_episodes=2, hidden=(16,), batch_size=16, n_step=3)  # fmt: skip
 
 
-def test_train_and_population_run_with_n_step():
-    single = train(DQNConfig(**SMALL))
-    pop = train_population(DQNConfig(**SMALL), [0, 1])
-    for r in [single, *pop]:
-        assert r.steps[-1] == 600 and np.isfinite(r.losses[-1])
+def test_train_runs_with_n_step():
+    r = train(Config(**SMALL), seeds=[0, 1])
+    assert r.steps[-1] == 600 and np.isfinite(r.losses[-1]).all()
 
 
 def test_n_step_targets_bootstrap_with_gamma_to_the_n(monkeypatch):
-    """The loss is called with gamma ** n_step, in both training loops."""
+    """The loss is called with gamma ** n_step, for one seed and for several."""
     import rldebug.agents.dqn as dqn
 
     seen = []
@@ -141,7 +139,7 @@ def test_n_step_targets_bootstrap_with_gamma_to_the_n(monkeypatch):
         return original(q_net, target_net, batch, gamma, **kwargs)
 
     monkeypatch.setattr(dqn, "td_targets", spy)
-    train(DQNConfig(**{**SMALL, "gamma": 0.9}))
-    train_population(DQNConfig(**{**SMALL, "gamma": 0.9}), [0])
+    train(Config(**{**SMALL, "gamma": 0.9}))
+    train(Config(**{**SMALL, "gamma": 0.9}), seeds=[0, 1])
     assert seen and all(g == pytest.approx(0.9**3) for g in seen)
     assert torch.is_grad_enabled()
