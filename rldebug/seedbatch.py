@@ -120,12 +120,13 @@ def per_seed(fn: Callable) -> Callable:
 
 
 def _slice0(value: Any) -> Any:
-    """Seed 0's slice of a tensor, a tuple of tensors (kept as its own type) or a dict."""
+    """Seed 0's slice of a tensor, of (nested) tuples of tensors (each kept as its own type)
+    or of a dict of stacked parameters."""
     if isinstance(value, torch.Tensor):
         return value[0]
     if isinstance(value, dict):
         return {k: v[0] for k, v in value.items()}
-    parts = [v[0] for v in value]
+    parts = [_slice0(v) for v in value]
     return type(value)(*parts) if hasattr(value, "_fields") else type(value)(parts)
 
 
