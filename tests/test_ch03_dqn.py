@@ -104,16 +104,16 @@ def test_train_on_native_vector_env_fills_every_curve():
 
 
 def test_train_skips_autoreset_transitions(monkeypatch):
-    import rldebug.agents.dqn as dqn
+    import rldebug.agents.dqn_seeds as dqn_seeds
 
     stored = []
-    original = dqn._SeedReplay.add
+    original = dqn_seeds.SeedReplay.add
 
     def spy(self, keep, obs, actions, rewards, next_obs, terminated, truncated):
         stored.append((obs[keep], next_obs[keep]))
         return original(self, keep, obs, actions, rewards, next_obs, terminated, truncated)
 
-    monkeypatch.setattr(dqn._SeedReplay, "add", spy)
+    monkeypatch.setattr(dqn_seeds.SeedReplay, "add", spy)
     train(Config(**{**SMALL, "total_steps": 300, "learning_starts": 400}))
     obs = np.concatenate([o for o, _ in stored])
     nxt = np.concatenate([n for _, n in stored])
@@ -152,16 +152,16 @@ def test_dashboard_static_and_live():
 def test_the_agent_does_not_draw_the_env_s_random_numbers(monkeypatch):
     """Seed 5's env is reset with 5 (gymnasium: a generator of SeedSequence(5)); the agent's
     generator, the one that samples the replay, must be another stream."""
-    import rldebug.agents.dqn as dqn
+    import rldebug.agents.dqn_seeds as dqn_seeds
 
     generators = []
-    original = dqn._SeedReplay.sample
+    original = dqn_seeds.SeedReplay.sample
 
     def spy(self, batch_size, rngs, draw):
         generators.extend(rngs)
         return original(self, batch_size, rngs, draw)
 
-    monkeypatch.setattr(dqn._SeedReplay, "sample", spy)
+    monkeypatch.setattr(dqn_seeds.SeedReplay, "sample", spy)
     train(Config(**{**SMALL, "total_steps": 120, "learning_starts": 40}), seeds=[5])
     seq = generators[0].bit_generator.seed_seq
     assert (seq.entropy, seq.spawn_key) != (5, ())

@@ -33,9 +33,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rldebug.agents.dqn_recipes import CARTPOLE_RECIPE, SINE_ROAD_RECIPE
+from rldebug.agents.dqn_seeds import (
+    SeedReplay,
+    check_seeds,
+    join_seed_results,
+    logged_fields,
+    stack_obs,
+    step_envs,
+    window_means,
+)
 from rldebug.nets import q_network
 from rldebug.parallel import progress_bar, run_parallel, split_seeds
-from rldebug.replay import NStepWindow, Transitions, to_torch
+from rldebug.replay import NStepWindow, Transitions
 from rldebug.results import SeedsResult
 from rldebug.seedbatch import (
     SeedBatch,
@@ -120,36 +130,6 @@ class Config:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
         if self.target_update_every < 1:
             raise ValueError(f"target_update_every must be >= 1, got {self.target_update_every}")
-
-
-# Chapter 3's CartPole-v1 recipe: the defaults with these changes (each one measured over
-# many seeds, see the chapter and benchmarks/ch03_recipe.py): a narrower net, larger
-# batches, a faster epsilon decay, three-step returns, and no more updates once the
-# training episodes show the task solved.
-CARTPOLE_RECIPE: dict[str, Any] = dict(
-    hidden=(128, 128), batch_size=128, eps_fraction=0.1, n_step=3, stop_when_solved=475.0
-)
-
-
-# Chapter 4's sine-road configuration, shared with benchmarks/ch04_sine_road_dqn.py so
-# that the chapter and its benchmark train the same agent (only logging may differ).
-SINE_ROAD_RECIPE: dict[str, Any] = dict(
-    env_id="SineRoad-v0",
-    num_envs=8,
-    total_steps=10_000,
-    hidden=(128, 128),
-    gamma=0.8,  # a step's reward matters for about 1 / (1 - gamma) = 5 steps
-    lr=5e-3,
-    lr_end=None,  # a constant learning rate
-    batch_size=128,
-    buffer_size=20_000,
-    learning_starts=1_000,
-    train_every=4,
-    target_update_every=100,
-    eps_fraction=0.3,
-    eps_end=0.02,
-    final_eval_episodes=20,
-)
 
 
 class LossParts(NamedTuple):
@@ -301,7 +281,7 @@ def evaluate(q_nets: SeedBatch, envs: list, n_episodes: int, *, seed: int, gamma
     max_a Q(s_0, a) of the start states, to compare with the discounted return collected.
     """
     act = per_seed(greedy_actions)
-    obs = _stack(env.reset(seed=seed)[0] for env in envs)  # (S, N, ...); env i: seed + i
+    obs = stack_obs(env.reset(seed=seed)[0] for env in envs)  # (S, N, ...); env i: seed + i
     with torch.no_grad():
         q0 = q_nets(torch.as_tensor(obs)).max(dim=2).values[:, :n_episodes].mean(dim=1)  # (S,)
     returns, discounted = np.zeros(obs.shape[:2]), np.zeros(obs.shape[:2])  # (S, N)
@@ -310,7 +290,7 @@ def evaluate(q_nets: SeedBatch, envs: list, n_episodes: int, *, seed: int, gamma
     while running.any():
         with torch.no_grad():
             actions = act(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
-        obs, rewards, terminated, truncated = _step(envs, actions)
+        obs, rewards, terminated, truncated = step_envs(envs, actions)
         returns += rewards * running
         discounted += (gamma**length) * rewards * running
         length += running
@@ -332,7 +312,7 @@ def train(
     ``processes > 1`` trains groups of consecutive seeds in that many worker processes
     (one core each); the seeds are independent, so the result is the same.
     """
-    cfg, seeds = config, _check_seeds(seeds)
+    cfg, seeds = config, check_seeds(seeds)
     if processes > 1 and len(seeds) > 1:
         return _train_in_processes(cfg, seeds, processes, progress)
     start_time = time.perf_counter()
@@ -368,12 +348,12 @@ def train(
         )
     )
     act = per_seed(greedy_actions)
-    buffer = _SeedReplay(S, cfg.buffer_size, obs_shape)
+    buffer = SeedReplay(S, cfg.buffer_size, obs_shape)
     # holds each env's last n_step steps until they make an n-step transition (n = 1: none)
     n_step_window = NStepWindow(cfg.n_step, cfg.gamma, (S, N), obs_shape)
 
     # --- bookkeeping, all (S, N) --------------------------------------------------------
-    obs = _stack(env.reset(seed=s)[0] for env, s in zip(envs, seeds))  # (S, N, *obs_shape)
+    obs = stack_obs(env.reset(seed=s)[0] for env, s in zip(envs, seeds))  # (S, N, *obs_shape)
     crossing = np.zeros((S, N), dtype=bool)  # True: this env's next step is its autoreset
     ep_return, ep_disc = np.zeros((S, N)), np.zeros((S, N))
     ep_len = np.zeros((S, N), dtype=np.int64)
@@ -404,7 +384,7 @@ def train(
             with torch.no_grad():
                 best = act(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
             actions = np.where(greedy, best, actions)
-        next_obs, rewards, terminated, truncated = _step(envs, actions)
+        next_obs, rewards, terminated, truncated = step_envs(envs, actions)
 
         # 2. store: skip the steps that cross an autoreset (their next_obs is a new
         # episode's first observation, their reward 0); with NEXT_STEP autoreset the
@@ -466,7 +446,7 @@ def train(
         is_last = iteration == n_iterations - 1
         if step_after // cfg.log_every > step // cfg.log_every or is_last:
             log["steps"].append(step_after)
-            log["curves"].append(_window_means(window, S))
+            log["curves"].append(window_means(window, S))
             log["eps"].append(epsilon)
             log["targets"].append(n_target_updates)
             window.clear()
@@ -477,7 +457,7 @@ def train(
                 )
                 log["evals"].append((step_after, *evaluation))
             if callback is not None and not is_last:
-                callback(_result(cfg, seeds, log, episodes, stopped_at))
+                callback(Result(config=cfg, **logged_fields(seeds, log, episodes, stopped_at)))
         bar.update(N)
 
     # --- final greedy evaluation ---------------------------------------------------------
@@ -489,73 +469,13 @@ def train(
         log["evals"].append((n_iterations * N, returns, discounted, q0))
         final = returns.mean(axis=1)
     bar.close()
-    result = _result(cfg, seeds, log, episodes, stopped_at)
+    result = Result(config=cfg, **logged_fields(seeds, log, episodes, stopped_at))
     result.final_return = final
     result.q_nets = [q_nets.seed(k) for k in range(S)]
     result.seconds = time.perf_counter() - start_time
     if callback is not None:
         callback(result)
     return result
-
-
-def _check_seeds(seeds: Sequence[int]) -> list[int]:
-    if isinstance(seeds, (int, np.integer)):
-        raise TypeError(f"seeds must be a list of ints, got the int {seeds}: write seeds=[{seeds}]")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("train needs at least one seed")
-    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
-        raise TypeError(f"seeds must be ints, got {seeds!r}")
-    if len(set(seeds)) < len(seeds):
-        raise ValueError(f"seeds must be different from each other, got {seeds}")
-    return [int(s) for s in seeds]
-
-
-def _stack(arrays) -> np.ndarray:
-    return np.stack(
-        [np.asarray(a, dtype=np.float32) for a in arrays]
-    )  # S x (N, ...) -> (S, N, ...)
-
-
-def _step(envs: list, actions: np.ndarray):
-    """Step each seed's vector env with its row of ``actions`` (S, N); arrays (S, N, ...)."""
-    steps = [env.step(a) for env, a in zip(envs, actions)]
-    obs, rewards, terminated, truncated, _ = zip(*steps)
-    return _stack(obs), np.stack(rewards), np.stack(terminated), np.stack(truncated)
-
-
-def _window_means(window: list[torch.Tensor], S: int) -> np.ndarray:
-    """(4, S) means of loss, max Q, TD error and grad norm over the updates each seed made."""
-    if not window:
-        return np.full((4, S), np.nan)
-    values = torch.stack(window).numpy()  # (U, 5, S)
-    made = values[:, 4]  # (U, S): 1 where the seed was still learning
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (values[:, :4] * made[:, None]).sum(axis=0) / made.sum(axis=0)  # (4, S)
-
-
-def _result(cfg, seeds, log, episodes, stopped_at) -> Result:
-    curves = np.array(log["curves"]).reshape(-1, 4, len(seeds))  # (L, 4, S)
-    evals = log["evals"]  # per evaluation: (step, returns (S, n), discounted (S, n), q0 (S,))
-    return Result(
-        seeds=list(seeds),
-        config=cfg,
-        steps=np.array(log["steps"], dtype=int),
-        losses=curves[:, 0],
-        mean_max_q=curves[:, 1],
-        td_errors=curves[:, 2],
-        grad_norms=curves[:, 3],
-        epsilons=np.array(log["eps"]),
-        target_updates=np.array(log["targets"], dtype=int),
-        episode_steps=[np.array(e[0], dtype=int) for e in episodes],
-        episode_returns=[np.array(e[1]) for e in episodes],
-        episode_discounted_returns=[np.array(e[2]) for e in episodes],
-        eval_steps=np.array([e[0] for e in evals], dtype=int),
-        eval_returns=np.array([e[1].mean(axis=1) for e in evals]).reshape(-1, len(seeds)),
-        eval_g0=np.array([e[2].mean(axis=1) for e in evals]).reshape(-1, len(seeds)),
-        eval_q0=np.array([e[3] for e in evals]).reshape(-1, len(seeds)),
-        stopped_at=stopped_at.copy(),
-    )
 
 
 def _train_in_processes(cfg, seeds, processes, progress) -> Result:
@@ -565,68 +485,6 @@ def _train_in_processes(cfg, seeds, processes, progress) -> Result:
     parts = run_parallel(
         jobs, processes=processes, desc=f"DQN x {len(seeds)} seeds", progress=bool(progress)
     )
-    joined = {"seeds": seeds, "config": cfg, "seconds": time.perf_counter() - start_time}
-    for name in ("steps", "epsilons", "target_updates", "eval_steps"):
-        joined[name] = parts[0].__dict__[name]
-    for name in ("losses", "mean_max_q", "td_errors", "grad_norms"):
-        joined[name] = np.concatenate([p.__dict__[name] for p in parts], axis=1)
-    for name in ("eval_returns", "eval_q0", "eval_g0"):
-        joined[name] = np.concatenate([p.__dict__[name] for p in parts], axis=1)
-    for name in ("final_return", "stopped_at"):
-        joined[name] = np.concatenate([p.__dict__[name] for p in parts])
-    for name in ("q_nets", "episode_steps", "episode_returns", "episode_discounted_returns"):
-        joined[name] = [x for p in parts for x in p.__dict__[name]]
+    joined = join_seed_results(parts)
+    joined.update(seeds=seeds, config=cfg, seconds=time.perf_counter() - start_time)
     return Result(**joined)
-
-
-class _SeedReplay:
-    """One circular replay buffer per seed, in arrays with a leading seed axis (S, capacity)."""
-
-    def __init__(self, n_seeds: int, capacity: int, obs_shape: Sequence[int]):
-        self.capacity = int(capacity)
-        self.obs = np.zeros((n_seeds, self.capacity, *obs_shape), dtype=np.float32)
-        self.next_obs = np.zeros_like(self.obs)
-        self.actions = np.zeros((n_seeds, self.capacity), dtype=np.int64)
-        self.rewards = np.zeros((n_seeds, self.capacity), dtype=np.float32)
-        self.terminated = np.zeros((n_seeds, self.capacity), dtype=np.float32)
-        self.truncated = np.zeros((n_seeds, self.capacity), dtype=np.float32)
-        self.pos = np.zeros(n_seeds, dtype=np.int64)
-        self.size = np.zeros(n_seeds, dtype=np.int64)
-
-    def add(self, keep, obs, actions, rewards, next_obs, terminated, truncated) -> None:
-        """Store the rows with ``keep`` (S, N) True, in env order; arrays are (S, N, ...)."""
-        slot = (self.pos[:, None] + np.cumsum(keep, axis=1) - 1) % self.capacity  # (S, N)
-        s, n = np.nonzero(keep)  # (k,), (k,)
-        at = slot[s, n]
-        self.obs[s, at] = obs[s, n]
-        self.next_obs[s, at] = next_obs[s, n]
-        self.actions[s, at] = actions[s, n]
-        self.rewards[s, at] = rewards[s, n]
-        self.terminated[s, at] = terminated[s, n]
-        self.truncated[s, at] = truncated[s, n]
-        count = keep.sum(axis=1)  # (S,)
-        self.pos = (self.pos + count) % self.capacity
-        self.size = np.minimum(self.size + count, self.capacity)
-
-    def sample(self, batch_size: int, rngs: list, draw: np.ndarray) -> Transitions:
-        """(S, B) transitions: seed k's drawn uniformly with replacement by ``rngs[k]``.
-
-        Only the seeds with ``draw`` True draw (the others get row 0, unused), so a seed
-        that stopped learning leaves its generator where its run alone would leave it.
-        """
-        S = len(self.size)
-        idx = np.zeros((S, batch_size), dtype=np.int64)
-        for k in np.flatnonzero(draw):
-            idx[k] = rngs[k].integers(0, self.size[k], size=batch_size)  # (B,)
-        # row (k, i) of an (S, capacity, ...) array is row k * capacity + i of its flat view:
-        # one np.take for all seeds, several times faster than the fancy index arr[k, idx]
-        flat = (np.arange(S)[:, None] * self.capacity + idx).reshape(-1)  # (S * B,)
-
-        def take(arr: np.ndarray) -> np.ndarray:
-            rows = arr.reshape(S * self.capacity, *arr.shape[2:])
-            return np.take(rows, flat, axis=0).reshape(S, batch_size, *arr.shape[2:])
-
-        return to_torch(Transitions(*(take(a) for a in self._arrays())))
-
-    def _arrays(self):
-        return self.obs, self.actions, self.rewards, self.next_obs, self.terminated, self.truncated
