@@ -18,34 +18,34 @@ import csv
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from sineroad.controllers import evaluate_controllers
 
 import rldebug
-from rldebug.agents import drqn
+from rldebug.agents import drqn, drqn_experiments
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_env(env_id: str, seeds: list[int], cfg: drqn.DRQNConfig) -> dict[str, dict]:
+def run_env(env_id: str, seeds: list[int], cfg: drqn.Config) -> dict[str, dict]:
     rows: dict[str, dict] = {}
+    cfg = replace(cfg, env_id=env_id)
     start = time.perf_counter()
-    result = drqn.train(cfg, env_id=env_id, seeds=seeds)
+    result = drqn.train(cfg, seeds=seeds)
     rows["DRQN"] = {"returns": result.final_return, "seconds": time.perf_counter() - start}
     start = time.perf_counter()
-    ablation = drqn.final_returns(cfg, env_id=env_id, seeds=seeds, prev_action=False)
+    ablation = drqn_experiments.final_returns(replace(cfg, prev_action=False), seeds=seeds)
     rows["DRQN without the previous action"] = {
         "returns": ablation,
         "seconds": time.perf_counter() - start,
     }
     for name, stack in (("DQN", 0), ("DQN + 4 stacked frames", 4)):  # with their actions
         start = time.perf_counter()
-        finals = [
-            drqn.memoryless_dqn(env_id, s, frame_stack=stack, like=cfg).final_return for s in seeds
-        ]
-        rows[name] = {"returns": np.array(finals), "seconds": time.perf_counter() - start}
+        baseline = drqn_experiments.memoryless_dqn(env_id, seeds, frame_stack=stack, like=cfg)
+        rows[name] = {"returns": baseline.final_return, "seconds": time.perf_counter() - start}
     controllers = evaluate_controllers(
         env_id,
         n_episodes=cfg.eval_episodes,
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     rldebug.configure_torch(1)
     seeds = list(range(args.seeds))
-    cfg = drqn.DRQNConfig()
+    cfg = drqn.Config()
     RESULTS.mkdir(exist_ok=True)
     lines = [
         "# Chapter 7: DRQN against memoryless DQN",

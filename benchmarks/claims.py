@@ -202,18 +202,20 @@ def play_one_episode(policy, seed: int) -> float:
 
 
 def run_ch07(seeds: list[int]) -> dict:
-    from rldebug.agents import drqn
+    from dataclasses import replace
 
-    cfg = drqn.DRQNConfig()
+    from rldebug.agents import drqn, drqn_experiments
+
+    cfg = drqn.Config()
     result = drqn.train(cfg, seeds=seeds, progress=False)
     finals = {"DRQN": np.asarray(result.final_return)}
     # The baselines read what the DRQN reads (the observation and the previous action).
     for name, frames in (("DQN", 0), ("DQN + 4 frames", 4)):
-        runs = [drqn.memoryless_dqn(cfg.env_id, s, frame_stack=frames, like=cfg) for s in seeds]
-        finals[name] = np.array([r.final_return for r in runs])
+        run = drqn_experiments.memoryless_dqn(cfg.env_id, seeds, frame_stack=frames, like=cfg)
+        finals[name] = np.asarray(run.final_return)
     # The ablation, recorded beside the claims (not asserted): the question's inputs.
-    finals["DRQN without the previous action"] = drqn.final_returns(
-        cfg, seeds=seeds, prev_action=False
+    finals["DRQN without the previous action"] = drqn_experiments.final_returns(
+        replace(cfg, prev_action=False), seeds=seeds
     )
     margin = 20.0
     return {

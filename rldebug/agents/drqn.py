@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 
-# region network
 class QNetwork(nn.Module):
     """obs (B, T, D) -> recurrent cell -> Q (B, T, A); the state is passed in and returned.
 
@@ -109,9 +108,6 @@ class QNetwork(nn.Module):
         return self.head(cell_output(state)), state
 
 
-# endregion
-
-
 def pack_state(state: State) -> torch.Tensor:
     """The state as one tensor for the replay: h (..., H), or (h, c) -> (..., 2H)."""
     return torch.cat(state, dim=-1) if isinstance(state, tuple) else state
@@ -125,7 +121,6 @@ def unpack_state(packed: torch.Tensor, q_net: QNetwork) -> State:
     return packed
 
 
-# region loss
 def drqn_loss(q_net: QNetwork, target_net: QNetwork, batch: SequenceBatch, gamma: float,
               burn_in: int, *, double: bool = False, huber: bool = True, per_step: bool = False):  # fmt: skip
     """Masked TD loss over B sequences of ``burn_in + T`` steps (one seed, torch tensors).
@@ -134,6 +129,9 @@ def drqn_loss(q_net: QNetwork, target_net: QNetwork, batch: SequenceBatch, gamma
     before ``obs[:, 0]``. Returns the mean error over the valid trained steps;
     ``per_step=True`` returns the (B, T) masked errors and the mask instead.
     """
+    if not 0 <= burn_in < batch.actions.shape[-1]:
+        raise ValueError(f"burn_in must be in [0, L) for sequences of L = "
+                         f"{batch.actions.shape[-1]} steps, got {burn_in}")  # fmt: skip
     init = unpack_state(batch.initial_state, q_net)
     # 1. burn-in: rebuild the hidden state from the first steps, without gradient
     with torch.no_grad():
@@ -159,9 +157,6 @@ def drqn_loss(q_net: QNetwork, target_net: QNetwork, batch: SequenceBatch, gamma
     if per_step:
         return errors * mask, mask
     return (errors * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-# endregion
 
 
 @dataclass

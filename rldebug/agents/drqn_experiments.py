@@ -128,6 +128,7 @@ def memoryless_dqn(
     frame_stack: int = 0,
     like: Config | None = None,
     prev_action: bool | None = None,
+    progress: bool = False,
     **overrides: Any,
 ) -> dqn.Result:
     """Chapter 3's DQN on ``env_id`` with the budget, evaluation and inputs of a DRQN config.
@@ -171,4 +172,4 @@ def memoryless_dqn(
         eval_seed=cfg.eval_seed,
     )
     settings.update(overrides)
-    return dqn.train(dqn.Config(**settings), seeds)
+    return dqn.train(dqn.Config(**settings), seeds, progress=progress)
