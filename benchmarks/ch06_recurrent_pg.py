@@ -15,58 +15,64 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sineroad
 import torch
 
 import rldebug
 from rldebug.agents import reinforce as rf
+from rldebug.seedbatch import SeedBatch, per_seed, seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "ch06_recurrent_pg.md"
 SEEDS = list(range(10))
 
 
-def run(name: str, config: rf.Config) -> tuple[str, str, rf.History]:
-    policy = rf.SeedBatchedGRUPolicy.create(SEEDS, obs_dim=2, n_actions=2, hidden=32)
-    history = rf.train(policy, config, seed=0)
-    final = rf.evaluate(policy, config.env_id, 20, carry_state=config.carry_state, seed=12345)
+def run(name: str, config: rf.Config) -> tuple[str, str, rf.Result]:
+    result = rf.train(config, SEEDS)
+    final = rf.evaluate(
+        result.policy, config.env_id, 20, carry_state=config.carry_state, seed=12345
+    )
     rows = []
-    for i in SEEDS:
-        solved = history.solved_step[i]
+    for i in range(len(SEEDS)):
+        solved = result.solved_steps[i]
         rows.append(
-            f"| {name} | {i} | {'yes' if history.solved[i] else 'no'} | "
+            f"| {name} | {SEEDS[i]} | {'yes' if result.solved[i] else 'no'} | "
             f"{'' if np.isnan(solved) else f'{solved:,.0f}'} | "
-            f"{history.eval_return[:, i].max():.0f} | {final[i]:.0f} |"
+            f"{result.eval_returns[:, i].max():.0f} | {final[i]:.0f} |"
         )
     summary = (
-        f"| {name} | {history.solved.sum()} / {len(SEEDS)} | "
-        f"{np.nanmedian(history.solved_step) if history.solved.any() else float('nan'):,.0f} | "
-        f"{int(history.steps[-1].sum()):,} | {len(history.train_return)} | "
-        f"{history.seconds:.1f} |"
+        f"| {name} | {result.solved.sum()} / {len(SEEDS)} | "
+        f"{np.nanmedian(result.solved_steps) if result.solved.any() else float('nan'):,.0f} | "
+        f"{int(result.steps[-1].sum()):,} | {len(result.train_returns)} | "
+        f"{result.seconds:.1f} |"
     )
-    return "\n".join(rows), summary, history
+    return "\n".join(rows), summary, result
 
 
 def time_split(config: rf.Config, length: int = 500) -> str:
     """Seconds for one update with every episode `length` steps long: rollout vs training."""
-    policy = rf.SeedBatchedGRUPolicy.create(SEEDS, obs_dim=2, n_actions=2, hidden=32)
-    env = rf.CartPoleVec(len(SEEDS) * config.episodes, config.env_id)
+    policy = SeedBatch(seeded(lambda: rf.make_policy(config), SEEDS))
+    envs = [sineroad.make_vec(config.env_id, config.episodes) for _ in SEEDS]
+    generators = [torch.Generator().manual_seed(seed) for seed in SEEDS]
     start = time.perf_counter()
-    rf.collect_episodes(policy, env, seed=0, max_steps=length)  # early episodes end sooner
-    rollout_per_step = time.perf_counter() - start
-    n = len(SEEDS) * config.episodes
-    obs = torch.randn(n, length, 2)
-    actions = torch.randint(0, 2, (n, length))
-    mask = torch.ones(n, length)
+    rf.collect_episodes(policy, envs, SEEDS, generators=generators, max_steps=length)
+    rollout_s = time.perf_counter() - start  # a random policy: early episodes end sooner
+    shape = (len(SEEDS), config.episodes, length)  # (S, B, T)
+    batch = rf.EpisodeBatch(
+        obs=torch.randn(*shape, 2),
+        actions=torch.randint(0, 2, shape),
+        rewards=torch.ones(shape),
+        mask=torch.ones(shape),
+        log_probs=torch.zeros(shape),
+    )
     start = time.perf_counter()
-    log_probs = rf.episode_log_probs(policy, obs, actions, mask)
-    split = lambda x: x.reshape(len(SEEDS), config.episodes, -1)  # noqa: E731
-    loss = rf.reinforce_loss(split(log_probs), split(torch.ones(n, length)), split(mask), 0.99)
-    loss.backward()
+    per_seed(rf.update_loss)(policy, batch, 0.99, rf.episode_log_probs).sum().backward()
     train_s = time.perf_counter() - start
+    n = len(SEEDS) * config.episodes
     return (
         f"One update with all {n} episodes {length} steps long: training pass "
         f"(forward + backward, {len(SEEDS)} seeds together) {train_s:.2f} s; a random-policy "
-        f"rollout of {n} environments took {rollout_per_step:.2f} s."
+        f"rollout of {n} environments took {rollout_s:.2f} s."
     )
 
 
@@ -84,11 +90,12 @@ def main() -> None:
         f"torch {torch.__version__}, 1 thread. Settings: `rf.NOVEL_CONFIG` "
         f"({rf.NOVEL_CONFIG.episodes} episodes per update and seed, lr {rf.NOVEL_CONFIG.lr}, "
         f"at most {rf.NOVEL_CONFIG.updates} updates, greedy evaluation of 10 episodes every "
-        f"{rf.NOVEL_CONFIG.eval_every} updates; a seed stops once it reaches "
-        f"{rf.NOVEL_CONFIG.solved_at:.0f}; the memoryless agent gets 40 updates). All seeds train "
-        "together (SeedBatchedGRUPolicy).",
+        f"{rf.NOVEL_CONFIG.eval_every} updates; a seed stops (and plays no more episodes) once it "
+        f"reaches {rf.NOVEL_CONFIG.solved_at:.0f}; the memoryless agent gets 40 updates). All "
+        "seeds train together (`rf.train(config, seeds)`: one policy per seed, stacked by "
+        "`rldebug.seedbatch.SeedBatch`; each seed with its own environments and random numbers).",
         "",
-        "| agent | seeds solved | median steps to solve | steps played, all seeds (frozen ones too) "
+        "| agent | seeds solved | median steps to solve | steps played, all seeds "
         "| updates "
         "| wall-clock (s) |",
         "|---|---|---|---|---|---|",

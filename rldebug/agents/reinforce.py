@@ -1,23 +1,19 @@
-"""REINFORCE with a recurrent (GRU) or memoryless policy, for CartPole and CartPoleNoVel.
+"""REINFORCE with a recurrent (GRU or LSTM) or memoryless policy, for CartPole and CartPoleNoVel.
 
 Chapter 6 of the book. Read it top to bottom:
 
-1. the environment: ``CartPoleVec`` steps many CartPoles at once (numpy), optionally hiding
-   the velocities exactly as ``CartPoleNoVel-v1`` does;
-2. the policies: ``GRUPolicy`` (an ``nn.GRU`` layer), ``GRUCellPolicy`` (an ``nn.GRUCell``)
-   and ``SeedBatchedGRUPolicy`` (one independent GRU policy per random seed, stepped together
-   so that ten seeds train in the time of one);
-3. the rollout: ``collect_episodes`` plays one episode per environment, carrying the hidden
+1. the policy, written for one seed: an observation (scaled by ``OBS_SCALE``) -> a stack of
+   recurrent cells (``rldebug.cells``) -> a linear head -> action logits;
+2. the rollout: ``collect_episodes`` plays one episode per environment, carrying the hidden
    state from step to step (or not, for a memoryless policy), into a padded ``EpisodeBatch``;
-4. the training pass: ``episode_log_probs`` re-runs each whole episode from the zero state
-   (correct); ``per_step_log_probs`` runs every step as its own length-1 sequence from the
-   zero state (the bug of chapter 6);
-5. the loss: ``masked_returns`` and ``reinforce_loss``;
-6. the loop: ``train``.
-
-Every policy has the same three methods: ``initial_state(n)``, ``step(obs, h)`` for the
-rollout (one step of ``n`` environments) and ``forward(obs)`` for training (whole padded
-episodes, from the zero state).
+3. the training pass, for one seed: ``episode_log_probs`` re-runs each whole episode from the
+   zero state (correct); ``per_step_log_probs`` runs every step as its own length-1 sequence
+   from the zero state (the bug of chapter 6);
+4. the loss: ``masked_returns`` and ``reinforce_loss``;
+5. the loop: ``train`` trains a list of seeds at once. The one-seed policy and loss are
+   lifted to S seeds by ``rldebug.seedbatch`` (``SeedBatch``, ``per_seed``); each seed has
+   its own environments and its own random numbers, so seed k of ``train(config, [0, 1, 2])``
+   is the run of ``train(config, [k])``.
 """
 
 from __future__ import annotations
@@ -27,39 +23,44 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import sineroad
 import torch
 import torch.nn.functional as F
-from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from torch import nn
+
+from rldebug.cells import cell_output, make_cell, unroll
+from rldebug.recurrent import State
+from rldebug.results import SeedsResult
+from rldebug.seedbatch import SeedBatch, freeze_adam_seed, per_seed, seeded
 
 __all__ = [
     "OBSERVED",
     "OBS_SCALE",
-    "CartPoleVec",
-    "GRUPolicy",
-    "GRUCellPolicy",
-    "SeedBatchedGRUPolicy",
+    "Policy",
     "EpisodeBatch",
     "collect_episodes",
+    "play_episodes",
     "episode_log_probs",
     "per_step_log_probs",
     "masked_returns",
     "reinforce_loss",
+    "update_loss",
     "Config",
     "NOVEL_CONFIG",
-    "History",
+    "Result",
+    "make_policy",
     "train",
     "evaluate",
 ]
 
 # ----------------------------------------------------------------------------------------
-# 1. The environment
+# 1. The policy (one seed)
 # ----------------------------------------------------------------------------------------
 
 #: Which entries of CartPole's state (x, x_dot, theta, theta_dot) each id observes.
 OBSERVED = {"CartPole-v1": [0, 1, 2, 3], "CartPoleNoVel-v1": [0, 2]}
 
-#: What ``CartPoleVec(..., normalize=True)`` divides the state by: the position and angle at
+#: What the policy divides each observation by, its first step: the position and angle at
 #: which an episode terminates (2.4 and 12 degrees), and 1 for the velocities. The angle then
 #: spans [-1, 1] instead of [-0.21, 0.21]; a GRU whose input weights start at about
 #: 1/sqrt(hidden) sees the step-to-step change of the angle (its only clue to the angular
@@ -67,324 +68,186 @@ OBSERVED = {"CartPole-v1": [0, 1, 2, 3], "CartPoleNoVel-v1": [0, 2]}
 OBS_SCALE = np.array([2.4, 1.0, 12 * 2 * np.pi / 360, 1.0], dtype=np.float32)
 
 
-class CartPoleVec:
-    """``num_envs`` CartPole-v1 copies stepped together by gymnasium's numpy vector env.
+class Policy(nn.Module):
+    """Observation / ``obs_scale`` -> ``num_layers`` GRU or LSTM cells -> linear -> logits.
 
-    ``env_id="CartPoleNoVel-v1"`` keeps only the cart position and the pole angle, the same
-    observation as ``gymnasium.make("CartPoleNoVel-v1")`` (registered by ``import sineroad``).
-    An environment that finishes is reset by the next ``step``; the rollout masks those steps.
-    ``normalize=True`` divides the observation by ``OBS_SCALE``.
+    The state is h (layers, B, H) for a GRU and (h, c), each (layers, B, H), for an LSTM,
+    as ``nn.GRU`` and ``nn.LSTM`` hold it. Built after ``torch.manual_seed(k)``, its weights
+    are those of ``nn.GRU(obs_dim, hidden, num_layers)`` and ``nn.Linear(hidden, n_actions)``
+    built after the same seed (same parameters, same order, same initialisation).
     """
 
-    def __init__(self, num_envs: int, env_id: str = "CartPole-v1", normalize: bool = True):
-        if env_id not in OBSERVED:
-            raise ValueError(f"env_id must be one of {sorted(OBSERVED)}, got {env_id!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.env_id = env_id
-        self.num_envs = num_envs
-        self.keep = OBSERVED[env_id]
-        self.scale = OBS_SCALE[self.keep] if normalize else np.ones(len(self.keep), np.float32)
-        self.obs_dim = len(self.keep)
-        self.n_actions = 2
-        self._env = CartPoleVectorEnv(num_envs=num_envs)
-        self._ready = False
-
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, _ = self._env.reset(seed=seed)
-        self._ready = True
-        return obs[:, self.keep] / self.scale  # (N, 4) -> (N, obs_dim)
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``(obs, reward, done)``, each with a leading ``num_envs`` axis."""
-        if not self._ready:
-            raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,):
-            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
-        if actions.min() < 0 or actions.max() > 1:
-            raise ValueError(f"CartPole actions are 0 or 1, got values in {np.unique(actions)}")
-        obs, reward, terminated, truncated, _ = self._env.step(actions)
-        return obs[:, self.keep] / self.scale, reward, terminated | truncated
-
-
-# ----------------------------------------------------------------------------------------
-# 2. The policies
-# ----------------------------------------------------------------------------------------
-
-
-class GRUPolicy(nn.Module):
-    """Observation -> ``nn.GRU`` (batch_first) -> linear -> action logits."""
-
-    n_seeds = 1
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 32, num_layers: int = 1):
+    def __init__(self, obs_dim, n_actions, hidden=32, num_layers=1, cell="gru", obs_scale=None):
         super().__init__()
-        self.hidden = hidden
-        self.gru = nn.GRU(obs_dim, hidden, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden, n_actions)
-
-    def initial_state(self, n: int) -> torch.Tensor:
-        return torch.zeros(self.gru.num_layers, n, self.hidden)  # (layers, N, H) for nn.GRU
-
-    def step(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of N environments: obs (N, O), h (layers, N, H) -> logits (N, A), new h."""
-        out, h = self.gru(obs.unsqueeze(1), h)  # (N, O) -> (N, 1, O) -> out (N, 1, H)
-        return self.head(out[:, 0]), h
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Whole episodes from the zero state: obs (N, T, O) -> logits (N, T, A)."""
-        out, _ = self.gru(obs)  # out: (N, T, H), the hidden state at every step
-        return self.head(out)
-
-
-class GRUCellPolicy(nn.Module):
-    """The same model built from ``nn.GRUCell``s (one per layer), unrolled by hand."""
-
-    n_seeds = 1
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 32, num_layers: int = 1):
-        super().__init__()
-        self.hidden = hidden
+        self.hidden, self.num_layers, self.lstm = hidden, num_layers, cell == "lstm"
         sizes = [obs_dim] + [hidden] * (num_layers - 1)
-        self.cells = nn.ModuleList(nn.GRUCell(size, hidden) for size in sizes)
+        self.cells = nn.ModuleList(make_cell(cell, size, hidden) for size in sizes)
         self.head = nn.Linear(hidden, n_actions)
+        scale = torch.ones(obs_dim) if obs_scale is None else torch.as_tensor(obs_scale)
+        self.register_buffer("obs_scale", scale.float())  # a constant: never trained
 
-    def initial_state(self, n: int) -> torch.Tensor:
-        return torch.zeros(len(self.cells), n, self.hidden)  # (layers, N, H), like nn.GRU
+    def initial_state(self, batch_size: int) -> State:
+        h = torch.zeros(self.num_layers, batch_size, self.hidden)  # (layers, B, H)
+        return (h, h.clone()) if self.lstm else h
 
-    def step(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, new_h = obs, []
+    def step(self, obs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One step of B environments: obs (B, D), state -> logits (B, A), new state."""
+        x, new_states = obs / self.obs_scale, []
         for layer, cell in enumerate(self.cells):
-            x = cell(x, h[layer])  # (N, in), (N, H) -> (N, H): this layer's new state
-            new_h.append(x)
-        return self.head(x), torch.stack(new_h)  # layers x (N, H) -> (layers, N, H)
+            layer_state = cell(x, _layer(state, layer))  # (B, H), or (h, c)
+            x = cell_output(layer_state)  # this layer's h feeds the next layer
+            new_states.append(layer_state)
+        return self.head(x), _stack_layers(new_states)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Whole episodes from the zero state: obs (B, T, D) -> the top layer's h (B, T, H)."""
+        x = (obs / self.obs_scale).transpose(0, 1)  # (B, T, D) -> (T, B, D), time-major
+        zeros = self.initial_state(obs.shape[0])
+        for layer, cell in enumerate(self.cells):
+            x, _ = unroll(cell, x, _layer(zeros, layer))  # (T, B, H), every step's h
+        return x.transpose(0, 1)  # (T, B, H) -> (B, T, H)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.initial_state(obs.shape[0])
-        logits = []
-        for t in range(obs.shape[1]):
-            out, h = self.step(obs[:, t], h)
-            logits.append(out)
-        return torch.stack(logits, dim=1)  # T x (N, A) -> (N, T, A)
-
-    @classmethod
-    def from_gru_policy(cls, policy: GRUPolicy) -> GRUCellPolicy:
-        """A GRUCellPolicy with exactly the weights of ``policy`` (same gates, same order)."""
-        gru = policy.gru
-        twin = cls(gru.input_size, policy.head.out_features, gru.hidden_size, gru.num_layers)
-        with torch.no_grad():
-            for layer, cell in enumerate(twin.cells):
-                cell.weight_ih.copy_(getattr(gru, f"weight_ih_l{layer}"))
-                cell.weight_hh.copy_(getattr(gru, f"weight_hh_l{layer}"))
-                cell.bias_ih.copy_(getattr(gru, f"bias_ih_l{layer}"))
-                cell.bias_hh.copy_(getattr(gru, f"bias_hh_l{layer}"))
-            twin.head.load_state_dict(policy.head.state_dict())
-        return twin
+        """Whole episodes from the zero state: obs (B, T, D) -> logits (B, T, A)."""
+        return self.head(self.features(obs))
 
 
-class SeedBatchedGRUPolicy(nn.Module):
-    """``n_seeds`` independent GRU policies whose tensors are stacked on a leading seed axis.
+def _layer(state: State, layer: int) -> State:
+    return tuple(part[layer] for part in state) if isinstance(state, tuple) else state[layer]
 
-    The rows of every input are seed-major: N = n_seeds * B, rows ``[i*B, (i+1)*B)`` belong
-    to seed ``i``. Each seed only ever sees its own rows, so its gradient is exactly that of
-    a ``GRUPolicy`` trained alone; stacking only saves Python overhead (one ``bmm`` per step
-    instead of one ``nn.GRU`` call per seed). The GRU equations are ``nn.GRU``'s, gate order
-    (r, z, n); ``policy(i)`` gives seed ``i`` back as a ``GRUPolicy``.
-    """
 
-    def __init__(self, policies: list[GRUPolicy]):
-        super().__init__()
-        if not policies or not all(isinstance(p, GRUPolicy) for p in policies):
-            raise TypeError("SeedBatchedGRUPolicy needs a non-empty list of GRUPolicy")
-        grus = [p.gru for p in policies]
-        if any(g.num_layers != 1 for g in grus):
-            raise ValueError("SeedBatchedGRUPolicy stacks one-layer GRU policies only")
-        self.n_seeds = len(policies)
-        self.hidden = grus[0].hidden_size
-        self.w_ih = nn.Parameter(torch.stack([g.weight_ih_l0.detach() for g in grus]))  # (S,3H,O)
-        self.w_hh = nn.Parameter(torch.stack([g.weight_hh_l0.detach() for g in grus]))  # (S,3H,H)
-        self.b_ih = nn.Parameter(torch.stack([g.bias_ih_l0.detach() for g in grus]))  # (S, 3H)
-        self.b_hh = nn.Parameter(torch.stack([g.bias_hh_l0.detach() for g in grus]))  # (S, 3H)
-        self.w_out = nn.Parameter(torch.stack([p.head.weight.detach() for p in policies]))
-        self.b_out = nn.Parameter(torch.stack([p.head.bias.detach() for p in policies]))
-
-    @classmethod
-    def create(cls, seeds: list[int], obs_dim: int, n_actions: int, hidden: int = 32):
-        """Seed ``i``'s weights are those of ``GRUPolicy`` built right after manual_seed(i)."""
-        policies = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            policies.append(GRUPolicy(obs_dim, n_actions, hidden))
-        return cls(policies)
-
-    def policy(self, i: int) -> GRUPolicy:
-        """Seed ``i`` as a plain ``GRUPolicy`` (a copy)."""
-        single = GRUPolicy(self.w_ih.shape[2], self.w_out.shape[1], self.hidden)
-        with torch.no_grad():
-            single.gru.weight_ih_l0.copy_(self.w_ih[i])
-            single.gru.weight_hh_l0.copy_(self.w_hh[i])
-            single.gru.bias_ih_l0.copy_(self.b_ih[i])
-            single.gru.bias_hh_l0.copy_(self.b_hh[i])
-            single.head.weight.copy_(self.w_out[i])
-            single.head.bias.copy_(self.b_out[i])
-        return single
-
-    def initial_state(self, n: int) -> torch.Tensor:
-        return torch.zeros(n, self.hidden)  # (N, H)
-
-    def _by_seed(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] % self.n_seeds:
-            raise ValueError(f"{x.shape[0]} rows cannot be split evenly over {self.n_seeds} seeds")
-        return x.reshape(self.n_seeds, x.shape[0] // self.n_seeds, *x.shape[1:])  # (N,..)->(S,B,..)
-
-    def _cell(self, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """One GRU step. gi: input projections (S, B, 3H); h: (S, B, H)."""
-        gh = torch.baddbmm(self.b_hh.unsqueeze(1), h, self.w_hh.transpose(1, 2))  # (S, B, 3H)
-        H = self.hidden
-        r, z = torch.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H]).chunk(2, dim=-1)  # 2 x (S,B,H)
-        n = torch.tanh(gi[..., 2 * H :] + r * gh[..., 2 * H :])
-        return n + z * (h - n)  # = (1 - z) * n + z * h, one operation fewer
-
-    def _head(self, h: torch.Tensor) -> torch.Tensor:
-        # (S, B, H) @ (S, H, A) -> (S, B, A)
-        return torch.baddbmm(self.b_out.unsqueeze(1), h, self.w_out.transpose(1, 2))
-
-    def step(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, hs = self._by_seed(obs), self._by_seed(h)  # (N, O) -> (S, B, O); (N, H) -> (S, B, H)
-        gi = torch.baddbmm(self.b_ih.unsqueeze(1), x, self.w_ih.transpose(1, 2))  # (S, B, 3H)
-        hs = self._cell(gi, hs)
-        return self._head(hs).flatten(0, 1), hs.flatten(0, 1)  # (S, B, .) -> (N, .)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self._by_seed(obs)  # (N, T, O) -> (S, B, T, O)
-        S, B, T, _ = x.shape
-        # All input projections at once: (S, B*T, O) @ (S, O, 3H) -> (S, B, T, 3H)
-        gi = torch.baddbmm(
-            self.b_ih.unsqueeze(1), x.reshape(S, B * T, -1), self.w_ih.transpose(1, 2)
-        )
-        gi = gi.reshape(S, B, T, -1)
-        # (Indexing gi[:, :, t] inside the loop would make backward build a zero tensor of
-        # gi's full size for every t: T times the work. unbind's backward stacks once.)
-        h = obs.new_zeros(S, B, self.hidden)
-        outs = []
-        for gi_t in gi.unbind(dim=2):  # T x (S, B, 3H); unbind, not gi[:, :, t]: see above
-            h = self._cell(gi_t, h)
-            outs.append(h)
-        out = torch.stack(outs, dim=2)  # T x (S, B, H) -> (S, B, T, H)
-        logits = self._head(out.reshape(S, B * T, -1))  # (S, B*T, A)
-        return logits.reshape(S * B, T, -1)  # -> (N, T, A)
+def _stack_layers(states: list) -> State:
+    if isinstance(states[0], tuple):  # layers x (h, c) -> (h, c), each (layers, B, H)
+        return tuple(torch.stack(parts) for parts in zip(*states))
+    return torch.stack(states)  # layers x (B, H) -> (layers, B, H)
 
 
 # ----------------------------------------------------------------------------------------
-# 3. The rollout
+# 2. The rollout (S seeds, each with its own vector env)
 # ----------------------------------------------------------------------------------------
 
 
 class EpisodeBatch(NamedTuple):
-    """One episode per row, padded to the longest: every field is (N, T) or (N, T, O)."""
+    """One episode per row, padded to the longest: (S, B, T) for S seeds, (B, T) for one."""
 
-    obs: torch.Tensor  # (N, T, O)
-    actions: torch.Tensor  # (N, T) int64
-    rewards: torch.Tensor  # (N, T); after an episode's end: whatever the env gave (masked)
-    mask: torch.Tensor  # (N, T) 1.0 on the episode's steps, 0.0 on the padding after it
-    log_probs: torch.Tensor  # (N, T) log pi(a_t | ...) as the rollout computed it
+    obs: torch.Tensor  # (..., T, D), the raw observations
+    actions: torch.Tensor  # (..., T) int64
+    rewards: torch.Tensor  # (..., T); 0 once a seed's episodes have all ended (masked)
+    mask: torch.Tensor  # (..., T) 1.0 on the episode's steps, 0.0 on the padding after it
+    log_probs: torch.Tensor  # (..., T) log pi(a_t | ...) as the rollout computed it
 
 
 @torch.no_grad()
 def collect_episodes(
-    policy: nn.Module,
-    env: CartPoleVec,
+    policy: SeedBatch,
+    envs: list,
+    reset_seeds: list[int],
     *,
     carry_state: bool = True,
-    greedy: bool = False,
-    seed: int | None = None,
+    generators: list[torch.Generator] | None = None,
+    playing: np.ndarray | None = None,
     max_steps: int = 500,
 ) -> EpisodeBatch:
-    """Play one episode in each of ``env.num_envs`` environments.
+    """Play one episode in each environment of ``envs[k]`` (seed k's vector env).
 
-    ``carry_state=True`` feeds the hidden state of step t into step t+1 (starting from zero);
+    ``generators`` (one per seed) sample the actions; None plays greedily.
     ``carry_state=False`` starts every step from the zero state: a memoryless policy.
+    ``playing`` (S,) bool: the seeds that play; the others (frozen ones) get an empty batch.
     """
-    obs = env.reset(seed=seed)
-    n = env.num_envs
-    h = policy.initial_state(n)
-    alive = np.ones(n, dtype=bool)
-    obs_l, act_l, rew_l, mask_l, logp_l = [], [], [], [], []
-    for _ in range(max_steps):
-        x = torch.as_tensor(obs, dtype=torch.float32)
-        logits, h_next = policy.step(x, h if carry_state else policy.initial_state(n))
-        if carry_state:
-            h = h_next
-        logp = F.log_softmax(logits, dim=-1)  # (N, A)
-        if greedy:
-            action = logp.argmax(dim=-1)
-        else:
-            action = torch.multinomial(logp.exp(), 1).squeeze(1)  # (N, 1) -> (N,)
-        obs_l.append(x)
-        act_l.append(action)
-        logp_l.append(logp.gather(1, action.unsqueeze(1)).squeeze(1))
-        mask_l.append(torch.as_tensor(alive, dtype=torch.float32))
-        obs, reward, done = env.step(action.numpy())
-        rew_l.append(torch.as_tensor(reward, dtype=torch.float32))
-        alive = alive & ~done
+    S, B = len(envs), envs[0].num_envs
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, reset_seeds)])  # (S,B,D)
+    zeros = policy.call("initial_state", B)  # h (S, layers, B, H), or (h, c)
+    state = zeros
+    if generators is not None:  # every seed draws its own uniforms, whatever the others do
+        uniforms = torch.stack([torch.rand(max_steps, B, generator=g) for g in generators])
+    alive = np.ones((S, B), dtype=bool) if playing is None else np.repeat(playing[:, None], B, 1)
+    steps = {"obs": [], "actions": [], "rewards": [], "mask": [], "log_probs": []}
+    for t in range(max_steps):
+        x = torch.tensor(obs, dtype=torch.float32)  # a copy: obs[k] is overwritten below
+        logits, next_state = policy.call("step", x, state if carry_state else zeros)
+        state = next_state if carry_state else zeros
+        log_p = F.log_softmax(logits, dim=-1)  # (S, B, A)
+        if generators is None:
+            action = log_p.argmax(dim=-1)
+        else:  # inverse CDF: the first action whose cumulative probability exceeds u
+            below = uniforms[:, t, :, None] > log_p.exp().cumsum(dim=-1)  # (S, B, A)
+            action = below.sum(dim=-1).clamp(max=logits.shape[-1] - 1)  # (S, B)
+        mask = alive.astype(np.float32)  # this step belongs to the episode
+        reward = np.zeros((S, B), dtype=np.float32)
+        for k, env in enumerate(envs):  # a seed whose episodes all ended is not stepped
+            if alive[k].any():
+                obs[k], reward[k], terminated, truncated, _ = env.step(action[k].numpy())
+                # The episode ends on either flag. The return never bootstraps, so the two
+                # need no different treatment here, but they stay two flags.
+                alive[k] &= ~(terminated | truncated)
+        steps["obs"].append(x)
+        steps["actions"].append(action)
+        steps["rewards"].append(torch.as_tensor(reward))
+        steps["mask"].append(torch.as_tensor(mask))
+        steps["log_probs"].append(log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1))
         if not alive.any():
             break
+    obs_steps = steps.pop("obs")
     return EpisodeBatch(
-        obs=torch.stack(obs_l, dim=1),  # T x (N, O) -> (N, T, O)
-        actions=torch.stack(act_l, dim=1),  # T x (N,) -> (N, T)
-        rewards=torch.stack(rew_l, dim=1),
-        mask=torch.stack(mask_l, dim=1),
-        log_probs=torch.stack(logp_l, dim=1),
+        obs=torch.stack(obs_steps, dim=2),  # T x (S, B, D) -> (S, B, T, D)
+        **{name: torch.stack(values, dim=2) for name, values in steps.items()},  # (S, B, T)
     )
 
 
+def play_episodes(policy, env_id, num_episodes, *, seed=0, carry_state=True, greedy=False):
+    """One seed's policy plays ``num_episodes`` episodes of ``env_id``: a (B, T) batch."""
+    generators = None if greedy else [torch.Generator().manual_seed(seed)]
+    envs = [sineroad.make_vec(env_id, num_episodes)]
+    batch = collect_episodes(
+        SeedBatch([policy]), envs, [seed], carry_state=carry_state, generators=generators
+    )
+    return EpisodeBatch(*(field[0] for field in batch))  # (1, B, T, ...) -> (B, T, ...)
+
+
 # ----------------------------------------------------------------------------------------
-# 4. The training pass: recompute log pi(a_t | ...) with gradients
+# 3. The training pass (one seed): recompute log pi(a_t | ...) with gradients
 # ----------------------------------------------------------------------------------------
 
 
 def _check_batch_shapes(obs: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> None:
     if obs.dim() != 3:
-        raise ValueError(f"obs must be (N, T, O), got shape {tuple(obs.shape)}")
+        raise ValueError(f"obs must be (B, T, D), got shape {tuple(obs.shape)}")
     if actions.shape != obs.shape[:2] or mask.shape != obs.shape[:2]:
         raise ValueError(
             f"actions {tuple(actions.shape)} and mask {tuple(mask.shape)} must both be "
-            f"(N, T) = {tuple(obs.shape[:2])}"
+            f"(B, T) = {tuple(obs.shape[:2])}"
         )
 
 
-def episode_log_probs(
-    policy: nn.Module, obs: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
+def _taken(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    log_p = F.log_softmax(logits, dim=-1)  # (B, T, A)
+    return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1) * mask  # (B, T, 1) -> (B, T)
+
+
+def episode_log_probs(policy, obs, actions, mask) -> torch.Tensor:
     """log pi(a_t | o_0..o_t) for every step, each episode unrolled from the zero state.
 
     This recomputes exactly what a rollout that carried the hidden state saw. Padding is 0.
     """
     _check_batch_shapes(obs, actions, mask)
-    logits = policy(obs)  # (N, T, O) -> (N, T, A): one unroll per episode, h_0 = 0
-    logp = F.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return logp * mask
+    logits = policy(obs)  # (B, T, D) -> (B, T, A): one unroll per episode, h_0 = 0
+    return _taken(logits, actions, mask)
 
 
-def per_step_log_probs(
-    policy: nn.Module, obs: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
+def per_step_log_probs(policy, obs, actions, mask) -> torch.Tensor:
     """THE BUG: every step is its own length-1 sequence from the zero state.
 
     The network never sees step t-1 when it computes step t: this is log pi(a_t | o_t) of a
     feed-forward net, not what a rollout that carried the hidden state saw.
     """
     _check_batch_shapes(obs, actions, mask)
-    n, t, o = obs.shape
-    logits = policy(obs.reshape(n * t, 1, o))  # (N, T, O) -> (N*T, 1, O): T=1 each, h_0 = 0
-    logits = logits.reshape(n, t, -1)  # (N*T, 1, A) -> (N, T, A)
-    logp = F.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    return logp * mask
+    b, t, d = obs.shape
+    logits = policy(obs.reshape(b * t, 1, d))  # (B, T, D) -> (B*T, 1, D): T=1 each, h_0 = 0
+    return _taken(logits.reshape(b, t, -1), actions, mask)  # (B*T, 1, A) -> (B, T, A)
 
 
 # ----------------------------------------------------------------------------------------
-# 5. The loss
+# 4. The loss (one seed)
 # ----------------------------------------------------------------------------------------
 
 
@@ -401,14 +264,11 @@ def masked_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> t
     return returns
 
 
-def reinforce_loss(
-    log_probs: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor, gamma: float
-) -> torch.Tensor:
-    """REINFORCE over a padded batch: -mean over real steps of log pi(a_t) * A_t.
+def reinforce_loss(log_probs, rewards, mask, gamma: float) -> torch.Tensor:
+    """REINFORCE over a padded batch (B, T): -mean over real steps of log pi(a_t) * A_t.
 
-    Shapes (B, T), or (S, B, T) for S seeds (then the losses of the seeds are summed, and
-    each seed's advantages are computed from its own B episodes only). The advantage A_t is
-    the return G_t normalised to mean 0 and standard deviation 1 over the real steps.
+    The advantage A_t is the return G_t normalised to mean 0 and standard deviation 1 over
+    the real steps.
     """
     if log_probs.shape != rewards.shape or mask.shape != rewards.shape:
         raise ValueError(
@@ -416,25 +276,33 @@ def reinforce_loss(
             f"{tuple(mask.shape)} must have the same shape"
         )
     with torch.no_grad():
-        returns = masked_returns(rewards, mask, gamma)  # (..., B, T)
-        n = mask.sum(dim=(-2, -1), keepdim=True)  # real steps per seed
-        mean = returns.sum(dim=(-2, -1), keepdim=True) / n
-        var = ((returns - mean) ** 2 * mask).sum(dim=(-2, -1), keepdim=True) / n
-        advantages = (returns - mean) / (var.sqrt() + 1e-8) * mask
-    per_seed = -(log_probs * advantages * mask).sum(dim=(-2, -1)) / n.squeeze(-1).squeeze(-1)
-    return per_seed.sum()
+        returns = masked_returns(rewards, mask, gamma)  # (B, T)
+        n = mask.sum().clamp(min=1.0)  # real steps (none for a frozen seed: loss 0)
+        mean = returns.sum() / n
+        std = (((returns - mean) ** 2 * mask).sum() / n).sqrt()
+        advantages = (returns - mean) / (std + 1e-8) * mask
+    return -(log_probs * advantages * mask).sum() / n
+
+
+def update_loss(policy, batch: EpisodeBatch, gamma: float, log_probs_of) -> torch.Tensor:
+    """One seed's loss for one update: ``log_probs_of`` is one of the two training passes."""
+    log_probs = log_probs_of(policy, batch.obs, batch.actions, batch.mask)  # (B, T)
+    return reinforce_loss(log_probs, batch.rewards, batch.mask, gamma)
 
 
 # ----------------------------------------------------------------------------------------
-# 6. The loop
+# 5. The loop (a list of seeds)
 # ----------------------------------------------------------------------------------------
 
 
 @dataclass
 class Config:
-    """Settings of one training run (all seeds of a policy share them)."""
+    """Settings of one training run (all seeds share them)."""
 
     env_id: str = "CartPole-v1"
+    cell: str = "gru"  # "gru" or "lstm"
+    hidden: int = 32
+    num_layers: int = 1
     carry_state: bool = True  # the rollout feeds h_t into step t+1
     unroll: str = "episode"  # training pass: "episode" (correct) or "per_step" (the bug)
     episodes: int = 16  # episodes per update, per seed
@@ -451,110 +319,123 @@ class Config:
 NOVEL_CONFIG = Config(env_id="CartPoleNoVel-v1", episodes=64, lr=2e-2, updates=150)
 
 
-@dataclass
-class History:
-    """Per update (rows) and seed (columns)."""
+@dataclass(kw_only=True)
+class Result(SeedsResult):
+    """``eval_steps`` counts updates here: each seed's episodes have their own lengths, so
+    the environment steps differ from seed to seed (``eval_env_steps``, ``steps``)."""
 
-    train_return: np.ndarray  # (updates, S) mean return of the sampled training episodes
-    steps: np.ndarray  # (updates, S) environment steps so far (training episodes only)
-    eval_update: np.ndarray  # (E,) after which update each greedy evaluation ran
-    eval_return: np.ndarray  # (E, S) greedy evaluation mean return
-    solved_step: np.ndarray  # (S,) training steps when first solved, nan when never
-    seconds: float = 0.0
+    train_returns: np.ndarray  # (U, S) mean return of each update's training episodes
+    steps: np.ndarray  # (U, S) environment steps so far (training episodes only)
+    losses: np.ndarray  # (U, S)
+    eval_env_steps: np.ndarray  # (E, S) environment steps at each evaluation
+    solved_steps: np.ndarray  # (S,) training steps when first solved, nan when never
+    policy: SeedBatch | None = None  # the trained policies; .seed(k) is seed k's Policy
 
     @property
     def solved(self) -> np.ndarray:
-        return ~np.isnan(self.solved_step)
+        return ~np.isnan(self.solved_steps)
 
 
-def evaluate(policy: nn.Module, env_id: str, episodes: int, *, carry_state=True, seed=None):
-    """Greedy mean return per seed: an array of shape (policy.n_seeds,)."""
-    env = CartPoleVec(policy.n_seeds * episodes, env_id)
-    batch = collect_episodes(policy, env, carry_state=carry_state, greedy=True, seed=seed)
-    per_episode = (batch.rewards * batch.mask).sum(dim=1)  # (N,)
-    return per_episode.reshape(policy.n_seeds, episodes).mean(dim=1).numpy()
+def make_policy(config: Config, env_id: str | None = None) -> Policy:
+    """One seed's policy for ``config`` (call it after ``torch.manual_seed``)."""
+    env_id = env_id or config.env_id
+    if env_id not in OBSERVED:
+        raise ValueError(f"env_id must be one of {sorted(OBSERVED)}, got {env_id!r}")
+    keep = OBSERVED[env_id]
+    return Policy(len(keep), 2, config.hidden, config.num_layers, config.cell, OBS_SCALE[keep])
 
 
-def train(policy: nn.Module, config: Config, *, seed: int = 0, progress=None) -> History:
-    """Train ``policy`` (all its seeds at once) with REINFORCE; return the History.
+def evaluate(policy, env_id: str, episodes: int, *, carry_state=True, seed=0) -> np.ndarray:
+    """Greedy mean return per seed (S,). ``policy``: a ``SeedBatch`` (or one ``Policy``);
+    ``seed``: the environments' seed, one for all or one per seed."""
+    policy = policy if isinstance(policy, SeedBatch) else SeedBatch([policy])
+    seeds = [seed] * policy.num_seeds if np.ndim(seed) == 0 else list(seed)
+    envs = [sineroad.make_vec(env_id, episodes) for _ in seeds]
+    batch = collect_episodes(policy, envs, seeds, carry_state=carry_state)
+    return (batch.rewards * batch.mask).sum(dim=-1).mean(dim=-1).numpy()  # (S, B, T) -> (S,)
 
-    ``seed`` seeds the action sampling (torch's global generator) and the environments, so
-    two policies with the same weights trained with the same seed see the same episodes.
-    ``progress`` is an optional tqdm-like factory, for example ``tqdm.auto.tqdm``.
-    """
-    torch.manual_seed(seed)
+
+def _check(config: Config, seeds: list[int]) -> None:
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
     if config.unroll not in ("episode", "per_step"):
         raise ValueError(f"unroll must be 'episode' or 'per_step', got {config.unroll!r}")
-    unroll = episode_log_probs if config.unroll == "episode" else per_step_log_probs
-    S, B = policy.n_seeds, config.episodes
-    env = CartPoleVec(S * B, config.env_id)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
-    train_return = np.full((config.updates, S), np.nan)
-    steps = np.zeros((config.updates, S))
-    eval_update, eval_return = [], []
-    solved_step = np.full(S, np.nan)
-    frozen = None  # copies of the parameters of seeds that are solved
-    total = np.zeros(S)
+    if config.cell not in ("gru", "lstm"):
+        raise ValueError(f'cell must be "gru" or "lstm", got {config.cell!r}')
+    for name in ("episodes", "updates", "eval_every", "eval_episodes", "hidden", "num_layers"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def train(config: Config, seeds=(0,), *, progress=None) -> Result:
+    """Train one policy per seed with REINFORCE, all seeds at once; return the ``Result``.
+
+    Seed k builds its policy after ``torch.manual_seed(k)``, samples its actions from its own
+    generator and plays its own vector env (reset with seeds derived from k alone).
+    ``progress`` is an optional tqdm-like factory, for example ``tqdm.auto.tqdm``.
+    """
+    seeds = [int(s) for s in seeds]
+    _check(config, seeds)
+    S, B = len(seeds), config.episodes
+    policy = SeedBatch(seeded(lambda: make_policy(config), seeds))  # (S, ...) weights
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    envs = [sineroad.make_vec(config.env_id, B) for _ in seeds]
+    eval_envs = [sineroad.make_vec(config.env_id, config.eval_episodes) for _ in seeds]
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)  # = S independent Adams
+    log_probs_of = episode_log_probs if config.unroll == "episode" else per_step_log_probs
+    losses_of = per_seed(update_loss)  # one seed's loss, S seeds at once -> (S,)
+    train_returns, steps, losses, eval_updates, eval_returns, eval_env_steps = (
+        [] for _ in "123456"
+    )
+    solved_steps, total = np.full(S, np.nan), np.zeros(S)
     start = time.perf_counter()
     bar = progress(range(config.updates), leave=False) if progress else range(config.updates)
     for update in bar:
+        solved = ~np.isnan(solved_steps)  # (S,) frozen seeds play no training episodes
+        reset_seeds = [seed * 100_003 + update for seed in seeds]
         batch = collect_episodes(
-            policy, env, carry_state=config.carry_state, seed=seed * 100_003 + update
+            policy,
+            envs,
+            reset_seeds,
+            carry_state=config.carry_state,
+            generators=generators,
+            playing=~solved,
         )
-        lengths = batch.mask.sum(dim=1).reshape(S, B)  # (N,) -> (S, B)
+        lengths = batch.mask.sum(dim=-1)  # (S, B, T) -> (S, B); CartPole: return = length
         total += lengths.sum(dim=1).numpy()
-        train_return[update] = lengths.mean(dim=1).numpy()  # CartPole: return = length
-        steps[update] = total
-        log_probs = unroll(policy, batch.obs, batch.actions, batch.mask)  # (N, T)
-        split = lambda x: x.reshape(S, B, -1)  # noqa: E731  (N, T) -> (S, B, T)
-        loss = reinforce_loss(
-            split(log_probs), split(batch.rewards), split(batch.mask), config.gamma
-        )
+        train_returns.append(np.where(solved, np.nan, lengths.mean(dim=1).numpy()))
+        steps.append(total.copy())
+        loss = losses_of(policy, batch, config.gamma, log_probs_of)  # (S,)
         optimizer.zero_grad()
-        loss.backward()
+        loss.sum().backward()  # the seeds share no weights: each gets its own gradient
         optimizer.step()
-        if frozen is not None:  # solved seeds keep their solving weights
-            with torch.no_grad():
-                keep = torch.as_tensor(~np.isnan(solved_step))
-                for p, p0 in zip(policy.parameters(), frozen):
-                    p[keep] = p0[keep]
+        losses.append(loss.detach().numpy())
         if (update + 1) % config.eval_every == 0 or update + 1 == config.updates:
-            scores = evaluate(
-                policy,
-                config.env_id,
-                config.eval_episodes,
-                carry_state=config.carry_state,
-                seed=10**6 + seed * 1009 + update,
-            )
-            eval_update.append(update + 1)
-            eval_return.append(scores)
-            newly = np.isnan(solved_step) & (scores >= config.solved_at)
-            if config.stop_when_solved and newly.any():
-                solved_step[newly] = total[newly]
-                if S > 1:
-                    snapshot = [p.detach().clone() for p in policy.parameters()]
-                    frozen = (
-                        snapshot
-                        if frozen is None
-                        else [
-                            torch.where(_expand(torch.as_tensor(newly), p), p, f)
-                            for p, f in zip(snapshot, frozen)
-                        ]
-                    )
-            if config.stop_when_solved and not np.isnan(solved_step).any():
-                train_return, steps = train_return[: update + 1], steps[: update + 1]
-                break
+            eval_seeds = [10**6 + seed * 1009 + update for seed in seeds]
+            played = collect_episodes(policy, eval_envs, eval_seeds, carry_state=config.carry_state)
+            scores = (played.rewards * played.mask).sum(dim=-1).mean(dim=-1).numpy()  # (S,)
+            eval_updates.append(update + 1)
+            eval_returns.append(scores)
+            eval_env_steps.append(total.copy())
+            newly = np.isnan(solved_steps) & (scores >= config.solved_at)
+            if config.stop_when_solved:
+                solved_steps[newly] = total[newly]
+                for k in np.flatnonzero(newly):  # no more steps: it keeps the weights that solved
+                    freeze_adam_seed(optimizer, int(k))  # (its loss is 0: it plays no episodes)
+                if not np.isnan(solved_steps).any():
+                    break
         if progress:
-            bar.set_postfix(ret=f"{float(np.nanmean(train_return[update])):.0f}")
-    return History(
-        train_return=train_return,
-        steps=steps,
-        eval_update=np.array(eval_update),
-        eval_return=np.array(eval_return),
-        solved_step=solved_step,
+            bar.set_postfix(ret=f"{float(np.nanmean(train_returns[-1])):.0f}")
+    return Result(
+        seeds=seeds,
+        eval_steps=np.array(eval_updates),
+        eval_returns=np.array(eval_returns),
+        final_return=eval_returns[-1],
         seconds=time.perf_counter() - start,
+        train_returns=np.array(train_returns),
+        steps=np.array(steps),
+        losses=np.array(losses),
+        eval_env_steps=np.array(eval_env_steps),
+        solved_steps=solved_steps,
+        policy=policy,
     )
-
-
-def _expand(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return flags.reshape(-1, *([1] * (like.dim() - 1)))  # (S,) -> (S, 1, ..., 1)

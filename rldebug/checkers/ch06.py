@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rldebug.agents.reinforce import GRUPolicy, episode_log_probs, reinforce_loss
+from rldebug.agents.reinforce import Policy, episode_log_probs, reinforce_loss
 from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge
 
 # ----------------------------------------------------------------------------------------
@@ -198,9 +198,9 @@ def _log_probs_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     steps = int(rng.integers(3, 10))
     obs_dim, hidden = int(rng.integers(2, 5)), int(rng.integers(3, 9))
     torch.manual_seed(int(rng.integers(2**31)))
-    policy = GRUPolicy(obs_dim, 2, hidden)
+    policy = Policy(obs_dim, 2, hidden)
     with torch.no_grad():  # larger recurrent weights: the past matters visibly
-        policy.gru.weight_hh_l0.mul_(3.0)
+        policy.cells[0].weight_hh.mul_(3.0)
         policy.head.weight.mul_(3.0)
     lengths = _padded_lengths(rng, n, steps, edge == "no padding" or rng.random() < 0.2)
     mask = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float32)
@@ -229,7 +229,7 @@ def _padding_not_masked(policy, obs, actions, mask):
 
 
 def _time_major(policy, obs, actions, mask):
-    logits = policy(obs.transpose(0, 1)).transpose(0, 1)  # (T, N, O) into a batch_first GRU
+    logits = policy(obs.transpose(0, 1)).transpose(0, 1)  # (T, N, O) into a batch-first policy
     return _gathered(logits, actions, mask)
 
 
@@ -239,7 +239,7 @@ def _softmax_over_time(policy, obs, actions, mask):
 
 
 def _head_on_detached_gru(policy, obs, actions, mask):
-    out, _ = policy.gru(obs)
+    out = policy.features(obs)
     logits = policy.head(out.detach())  # the GRU's output is cut off from its weights
     return _gathered(logits, actions, mask)
 
@@ -288,7 +288,7 @@ EPISODE_LOG_PROBS = Exercise(
         PlantedBug(
             "the batch is fed time-major (T, N, O) to a batch_first GRU",
             _time_major,
-            "The policy's GRU is batch_first=True: obs is already (N, T, O); do not transpose.",
+            "The policy reads batch-first input: obs is already (N, T, O); do not transpose.",
         ),
         PlantedBug(
             "log_softmax runs over the time axis, not over the actions",
