@@ -5,16 +5,16 @@ setting was tuned on), with chapter 8's settings:
 
 - correct: the state is zeroed at every episode start, in the rollout and in the training
   unroll;
-- no reset anywhere: ``PPOConfig(reset_in_rollout=False, reset_in_unroll=False)``: acting
+- no reset anywhere: ``ppo.Config(reset_in_rollout=False, reset_in_unroll=False)``: acting
   and training agree, so the first-epoch ratio check passes;
-- resets only in the rollout: ``PPOConfig(reset_in_unroll=False)``: the training unroll
+- resets only in the rollout: ``ppo.Config(reset_in_unroll=False)``: the training unroll
   carries the state across episode starts, so the ratio check fails.
 
-Tasks: CartPoleNoVel-v1 with chapter 8's default ``PPOConfig`` (30 000 steps per seed), and
+Tasks: CartPoleNoVel-v1 with chapter 8's default ``ppo.Config`` (30 000 steps per seed), and
 SineRoadFlicker-v0 with chapter 8's road setting (20 000 steps, two minibatches). Each run
-trains its seeds as chapter 8 does (two processes). "Kept 475" is ``PPOResult.kept(475)``:
+trains its seeds as chapter 8 does (two processes). "Kept 475" is ``ppo.Result.kept(475)``:
 >= 475 at every greedy evaluation in the last 20% of training. "Ratio check" is the largest
-|ratio - 1| on the first minibatch of any update (``PPOResult.first_check``); it passes
+|ratio - 1| on the first minibatch of any update (``ppo.Result.first_check``); it passes
 below 1e-5. Writes ``benchmarks/results/ch08_ppo_bugs.md`` and ``.csv``.
 
     python benchmarks/ch08_ppo_bugs.py --seeds 10 --road-seeds 30
@@ -85,8 +85,8 @@ def main() -> None:
     for task, task_kwargs in TASKS.items():
         seeds = seeds_of[task]
         for variant, switches in VARIANTS.items():
-            cfg = ppo.PPOConfig(**task_kwargs, **switches)
-            result = ppo.train_ppo(cfg, seeds, processes=2, progress=False)
+            cfg = ppo.Config(**task_kwargs, **switches)
+            result = ppo.train(cfg, seeds, processes=2, progress=False)
             final = result.eval_returns[-1]
             kept = result.kept(475)
             worst = float(result.first_check.max())

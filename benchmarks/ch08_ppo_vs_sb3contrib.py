@@ -4,7 +4,7 @@ Both run on the same seeds with one torch thread; sb3-contrib uses RL-Zoo's tune
 (8 envs, 100k steps, VecNormalize). Both are evaluated greedily on the same 20 episodes
 (seeds 10 000 ...) at the same steps: every ``EVAL_EVERY`` = 1,536 environment steps, a
 multiple of both rollouts (ours 16 x 32, sb3-contrib's 8 x 32), so neither is evaluated
-later than the other. "Kept" means what ``PPOResult.kept`` means: >= 475 at every evaluation
+later than the other. "Kept" means what ``ppo.Result.kept`` means: >= 475 at every evaluation
 in the last 20% of training. Ours trains as chapter 8 trains it (two processes of five
 seeds); sb3-contrib's runs go two at a time, one per core, so both use the two cores.
 Writes benchmarks/results/ch08_ppo_vs_sb3contrib.md. Needs the `bench` extra.
@@ -28,11 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sineroad
 
 import rldebug
 import rldebug.plots
 from rldebug.agents import ppo
 from rldebug.parallel import run_parallel
+from rldebug.results import first_reached, kept_to_end
 from rldebug.training import evaluate
 
 OUT = Path(__file__).resolve().parent / "results" / "ch08_ppo_vs_sb3contrib.md"
@@ -44,7 +46,6 @@ EVAL_EVERY = 1_536  # environment steps; divides by 512 (ours) and 256 (sb3-cont
 
 
 def run_sb3(seed: int, steps: int, eval_every: int, stop_at_475: bool = False) -> dict:
-    import sineroad  # noqa: F401
     import torch.nn as nn
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -80,7 +81,7 @@ def run_sb3(seed: int, steps: int, eval_every: int, stop_at_475: bool = False) -
     def evaluate_sb3() -> float:
         # ours' evaluation episodes (same env, same seeds, one batched wave), sb3's policy
         started = time.perf_counter()
-        eval_env = ppo.make_vector_env("CartPoleNoVel-v1", EVAL_EPISODES)
+        eval_env = sineroad.make_vec("CartPoleNoVel-v1", EVAL_EPISODES)
         state, start = None, np.ones(EVAL_EPISODES, dtype=bool)
 
         def act(obs: np.ndarray) -> np.ndarray:
@@ -126,18 +127,18 @@ def main() -> None:
     if args.reach_seeds:
         return compare_steps_to_475(args.reach_seeds, args.sb3_steps)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    cfg = ppo.PPOConfig(eval_every=EVAL_EVERY)
-    ours = ppo.train_ppo(cfg, seeds, processes=2, progress=False)
+    cfg = ppo.Config(eval_every=EVAL_EVERY)
+    ours = ppo.train(cfg, seeds, processes=2, progress=False)
     ours_to, ours_kept = ours.steps_to(475), ours.kept(475)
     print(f"ours: {ours.seconds:.0f} s, steps to 475 {ours_to}, kept {ours_kept}", flush=True)
-    alone = ppo.train_ppo(cfg, seeds[:1], progress=False).seconds  # no batching over seeds
+    alone = ppo.train(cfg, seeds[:1], progress=False).seconds  # no batching over seeds
     jobs = [functools.partial(run_sb3, seed, args.sb3_steps, EVAL_EVERY) for seed in seeds]
     runs = run_parallel(jobs, processes=2, desc="sb3-contrib", progress=False)
     rows, sb3_curves = [], []
     for i, (seed, sb3) in enumerate(zip(seeds, runs)):
         steps, rets, train_s = (np.array(col) for col in zip(*sb3["curve"]))
         sb3_curves.append((steps, rets))
-        sb3_to = ppo.first_reached(steps, rets[:, None], 475)[0]  # one seed: (E,) -> (E, 1)
+        sb3_to = first_reached(steps, rets[:, None], 475)[0]  # one seed: (E,) -> (E, 1)
         rows.append(
             dict(
                 seed=seed,
@@ -146,7 +147,7 @@ def main() -> None:
                 ours_final=ours.eval_returns[-1, i],
                 sb3_to=sb3_to,
                 sb3_to_s=train_s[steps == sb3_to][0] if np.isfinite(sb3_to) else np.nan,
-                sb3_kept=bool(ppo.kept_to_end(steps, rets[:, None], 475)[0]),
+                sb3_kept=bool(kept_to_end(steps, rets[:, None], 475)[0]),
                 sb3_final=rets[-1],
                 sb3_s=sb3["seconds"],
             )
@@ -157,11 +158,11 @@ def main() -> None:
 
 
 def compare_steps_to_475(n: int, sb3_steps: int) -> None:
-    cfg = ppo.PPOConfig(eval_every=EVAL_EVERY)
+    cfg = ppo.Config(eval_every=EVAL_EVERY)
     seeds = list(range(n))
     ours_to, ours_kept = [], []
     for block in range(0, n, 10):  # as chapter 8 trains seeds 0-9: two populations of five
-        result = ppo.train_ppo(cfg, seeds[block : block + 10], processes=2, progress=False)
+        result = ppo.train(cfg, seeds[block : block + 10], processes=2, progress=False)
         ours_to += list(result.steps_to(475))
         ours_kept += list(result.kept(475))
         print(f"ours, seeds from {block}: {result.steps_to(475)}", flush=True)
@@ -170,7 +171,7 @@ def compare_steps_to_475(n: int, sb3_steps: int) -> None:
     sb3_to = []
     for run in runs:
         steps, rets, _ = (np.array(col) for col in zip(*run["curve"]))
-        sb3_to.append(ppo.first_reached(steps, rets[:, None], 475)[0])  # (E,) -> (E, 1)
+        sb3_to.append(first_reached(steps, rets[:, None], 475)[0])  # (E,) -> (E, 1)
     ours_to, sb3_to = np.array(ours_to, dtype=float), np.array(sb3_to, dtype=float)
     write_reach_table(ours_to, np.array(ours_kept), sb3_to, cfg, sb3_steps)
 
@@ -195,7 +196,7 @@ def _seed_by_seed(ours_to: np.ndarray, sb3_to: np.ndarray) -> tuple[int, int, in
     return int(np.sum(ours < sb3)), int(np.sum(ours == sb3)), int(np.sum(ours > sb3))
 
 
-def write_reach_table(ours_to, ours_kept, sb3_to, cfg: ppo.PPOConfig, sb3_steps: int) -> None:
+def write_reach_table(ours_to, ours_kept, sb3_to, cfg: ppo.Config, sb3_steps: int) -> None:
     n = len(ours_to)
     both = np.isfinite(ours_to) & np.isfinite(sb3_to)
     o, s = ours_to[np.isfinite(ours_to)], sb3_to[np.isfinite(sb3_to)]
@@ -209,7 +210,7 @@ def write_reach_table(ours_to, ours_kept, sb3_to, cfg: ppo.PPOConfig, sb3_steps:
     lines = [
         "# Chapter 8: steps to a first 475 on CartPoleNoVel-v1, ours vs sb3-contrib",
         "",
-        f"Seeds 0-{n - 1}. Ours: `PPOConfig()` ({cfg.total_steps:,} steps), trained "
+        f"Seeds 0-{n - 1}. Ours: `ppo.Config()` ({cfg.total_steps:,} steps), trained "
         "in blocks of ten seeds as chapter 8 trains them. sb3-contrib "
         f"{_version()}: RL-Zoo's tuned RecurrentPPO, stopped at its first evaluation >= 475 "
         f"(at most {sb3_steps:,} steps), so this table says nothing about keeping 475: "
@@ -255,9 +256,7 @@ def _steps(v: float) -> str:
     return "never" if not np.isfinite(v) else f"{v:,.0f}"
 
 
-def write_table(
-    rows: list[dict], ours: ppo.PPOResult, alone: float, cfg: ppo.PPOConfig, sb3_steps: int
-):
+def write_table(rows: list[dict], ours: ppo.Result, alone: float, cfg: ppo.Config, sb3_steps: int):
     n = len(rows)
     ours_per_seed = 2 * ours.seconds / n  # core-seconds: two cores for ours.seconds
     sb3_s = np.array([r["sb3_s"] for r in rows])
@@ -271,7 +270,7 @@ def write_table(
         f"Seeds {rows[0]['seed']}-{rows[-1]['seed']}, the same for both agents; neither recipe "
         "was tuned on them (ours was tuned on seeds below 200, sb3-contrib's by RL-Zoo).",
         "",
-        f"Ours: `PPOConfig()` ({cfg.total_steps:,} steps per seed, {cfg.num_envs} envs, "
+        f"Ours: `ppo.Config()` ({cfg.total_steps:,} steps per seed, {cfg.num_envs} envs, "
         f"{cfg.num_minibatches} minibatches, GRU {cfg.hidden}); the {n} seeds train as chapter "
         f"8 trains them, half of them side by side in each of two processes, {ours.seconds:.0f} s in "
         f"all (evaluations included), so {ours_per_seed:.1f} core-seconds per seed (the first "
@@ -318,7 +317,7 @@ def write_table(
     print("\n".join(lines))
 
 
-def plot_curves(ours: ppo.PPOResult, sb3_curves: list[tuple[np.ndarray, np.ndarray]]):
+def plot_curves(ours: ppo.Result, sb3_curves: list[tuple[np.ndarray, np.ndarray]]):
     import matplotlib
 
     matplotlib.use("Agg")

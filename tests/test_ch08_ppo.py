@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sineroad
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from rldebug.agents.ppo import (
     ActorCritic,
-    AgentGRUCell,
-    EnvState,
-    PPOConfig,
-    PPOResult,
+    Config,
+    Result,
     collect_rollout,
-    first_reached,
     gae,
-    kept_to_end,
-    make_vector_env,
+    seed_of,
     sequence_minibatches,
-    train_ppo,
-    unroll,
+    start_envs,
+    train,
 )
+from rldebug.cells import unroll
 from rldebug.diagnostics.ppo import FirstEpochCheckFailed, first_epoch_check
-
-
-def test_agent_gru_cell_is_a_gru_cell():
-    torch.manual_seed(0)
-    ref, mine = nn.GRUCell(3, 5), AgentGRUCell(1, 3, 5)
-    with torch.no_grad():
-        mine.ih.weight[0] = ref.weight_ih.T
-        mine.hh.weight[0] = ref.weight_hh.T
-        mine.ih.bias[0, 0] = ref.bias_ih
-        mine.hh.bias[0, 0] = ref.bias_hh
-    x, h = torch.randn(4, 3), torch.randn(4, 5)
-    torch.testing.assert_close(mine(x, h), ref(x, h))
+from rldebug.results import first_reached, kept_to_end
+from rldebug.seedbatch import SeedBatch
 
 
 def test_unroll_matches_nn_gru_and_resets():
@@ -53,33 +41,18 @@ def test_unroll_matches_nn_gru_and_resets():
     out, _ = unroll(cell, x, h0, starts)
     fresh, _ = gru(x[3:, 1:2], torch.zeros(1, 1, 4))
     torch.testing.assert_close(out[3:, 1:2], fresh)
-    with pytest.raises(ValueError, match="starts"):
+    with pytest.raises(ValueError, match="episode_start"):
         unroll(cell, x, h0, starts[:, :2])
 
 
-def test_fast_unroll_matches_the_plain_unroll_and_its_gradients():
-    torch.manual_seed(0)
-    agent = ActorCritic(2, 2, hidden=8, num_agents=3)
-    x, h0 = torch.randn(7, 6, 2), torch.randn(6, 16)
-    starts = torch.rand(7, 6) < 0.2
-    fast = agent.fast_unroll(x, h0, starts)
-    plain, _ = unroll(agent.cell, x, h0, starts)
-    torch.testing.assert_close(fast, plain)
-    w = torch.randn_like(fast)
-    g_fast = torch.autograd.grad((fast * w).sum(), list(agent.core.parameters()))
-    g_plain = torch.autograd.grad((plain * w).sum(), list(agent.core.parameters()))
-    for a, b in zip(g_fast, g_plain):
-        torch.testing.assert_close(a, b)
-
-
 def test_kept_means_every_late_evaluation():
-    cfg = PPOConfig()
     steps = np.arange(0, 11) * 1000  # evaluations at 0, 1000, ..., 10000
     ret = np.full((11, 3), 500.0)
     ret[:5] = 20.0
     ret[8, 1] = 400.0  # seed 1 dips at 8000, inside the last 20%
     ret[6, 2] = 400.0  # seed 2 dips at 6000, before it
-    result = PPOResult(None, cfg, [0, 1, 2], steps, ret, [], np.zeros(0), np.zeros(0), 0.0)
+    result = Result(seeds=[0, 1, 2], eval_steps=steps, eval_returns=ret, agent=None,
+                    config=Config(), normalizer=None, first_check=None, approx_kl=None)  # fmt: skip
     assert result.kept(475).tolist() == [True, False, True]
     assert result.steps_to(475).tolist() == [5000, 5000, 5000]
 
@@ -110,7 +83,7 @@ def test_gae_terminated_truncated_and_reset_step():
 
 
 def test_vector_env_next_step_autoreset():
-    env = make_vector_env("CartPoleNoVel-v1", 3)
+    env = sineroad.make_vec("CartPoleNoVel-v1", 3)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 2)
     done = np.zeros(3, dtype=bool)
@@ -121,22 +94,15 @@ def test_vector_env_next_step_autoreset():
     env.close()
 
 
-def _rollout(recurrent: bool = True, num_agents: int = 2, envs: int = 4, steps: int = 40):
+def _rollout(recurrent: bool = True, envs: int = 8, steps: int = 40):
     torch.manual_seed(0)
-    env = make_vector_env("CartPoleNoVel-v1", num_agents * envs)
-    agent = ActorCritic(2, 2, hidden=8, recurrent=recurrent, num_agents=num_agents)
-    obs, _ = env.reset(seed=0)
-    n = num_agents * envs
-    state = EnvState(
-        torch.as_tensor(obs),
-        torch.ones(n, dtype=torch.bool),
-        agent.initial_state(n),
-        torch.zeros(n, dtype=torch.bool),
-        np.zeros(n),
-    )
-    rollout, state, _ = collect_rollout(agent, env, state, steps)
-    rollout, state, _ = collect_rollout(agent, env, state, steps)  # h0 is not zero here
-    return agent, rollout
+    env = sineroad.make_vec("CartPoleNoVel-v1", envs)
+    agent = ActorCritic(2, 2, hidden=8, recurrent=recurrent)
+    batch, rngs = SeedBatch([agent]), [np.random.default_rng(0)]
+    carry = start_envs(batch, [env], seeds=[0])
+    rollout, carry, _ = collect_rollout(batch, [env], carry, steps, rngs)
+    rollout, carry, _ = collect_rollout(batch, [env], carry, steps, rngs)  # h0 is not zero here
+    return agent, seed_of(rollout, 0)
 
 
 @pytest.mark.parametrize("recurrent", [True, False])
@@ -144,9 +110,9 @@ def test_training_pass_recomputes_the_rollout(recurrent):
     agent, rollout = _rollout(recurrent)
     assert (~rollout.mask).any() and rollout.starts[1:].any()  # episodes ended inside
     adv = torch.zeros_like(rollout.rewards)
-    order = np.array([1, 0, 4, 5, 3, 2, 6, 7])  # each half holds 2 envs of each agent
+    order = np.array([1, 0, 4, 5, 3, 2, 6, 7])
     for mb in sequence_minibatches(rollout, adv, adv, order, 2):
-        logits, _ = agent.unroll(mb.obs, mb.h0, mb.starts)
+        logits, _, _ = agent.unroll(mb.obs, mb.h0, mb.starts)
         new_logp = F.log_softmax(logits, -1).gather(-1, mb.actions[..., None]).squeeze(-1)
         report = first_epoch_check(new_logp, mb.logprobs, mask=mb.mask)
         assert report.ok, report
@@ -155,7 +121,7 @@ def test_training_pass_recomputes_the_rollout(recurrent):
 
 def test_first_epoch_check_catches_a_state_not_reset():
     agent, rollout = _rollout()
-    logits, _ = agent.unroll(rollout.obs, rollout.h0, torch.zeros_like(rollout.starts))
+    logits, _, _ = agent.unroll(rollout.obs, rollout.h0, torch.zeros_like(rollout.starts))
     new_logp = F.log_softmax(logits, -1).gather(-1, rollout.actions[..., None]).squeeze(-1)
     report = first_epoch_check(new_logp, rollout.logprobs, mask=rollout.mask)
     assert not report.ok and report.max_ratio_dev > 1e-4
@@ -166,11 +132,11 @@ def test_first_epoch_check_catches_a_state_not_reset():
         first_epoch_check(new_logp, rollout.logprobs[:, :3])
 
 
-def test_train_ppo_smoke():
-    cfg = PPOConfig(total_steps=256, num_envs=4, num_steps=32, eval_every=128, eval_episodes=2)
-    result = train_ppo(cfg, seeds=[0, 1], progress=False)
-    assert result.eval_returns.shape == (3, 2)
+def test_train_smoke():
+    cfg = Config(total_steps=256, num_envs=4, num_steps=32, eval_every=128, eval_episodes=2)
+    result = train(cfg, seeds=[0, 1], progress=False)
+    assert result.eval_returns.shape == (3, 2) and result.final_return.shape == (2,)
     assert result.first_check.shape == (2, 2)
     assert result.first_check.max() < 1e-5
     with pytest.raises(ValueError, match="minibatches"):
-        train_ppo(PPOConfig(num_envs=3), seeds=[0], progress=False)
+        Config(num_envs=3)

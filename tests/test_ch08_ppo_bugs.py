@@ -1,23 +1,25 @@
-"""Chapter 8's planted bugs (PPOConfig's reset switches) and the first-epoch report's wording."""
+"""Chapter 8's planted bugs (ppo.Config's reset switches) and the first-epoch report's wording."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import sineroad
 import torch
 import torch.nn.functional as F
 
 from rldebug.agents.ppo import (
     ActorCritic,
-    EnvState,
-    PPOConfig,
+    Config,
     collect_rollout,
-    make_vector_env,
     ppo_loss,
+    seed_of,
     sequence_minibatches,
-    train_ppo,
+    start_envs,
+    train,
 )
 from rldebug.diagnostics.ppo import first_epoch_check
+from rldebug.seedbatch import SeedBatch
 
 
 def _logp(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -27,19 +29,14 @@ def _logp(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
 def _rollout(reset: bool, envs: int = 4, steps: int = 40):
     """Two rollouts of a small GRU agent; the second starts from a state that is not zero."""
     torch.manual_seed(0)
-    env = make_vector_env("CartPoleNoVel-v1", envs)
+    env = sineroad.make_vec("CartPoleNoVel-v1", envs)
     agent = ActorCritic(2, 2, hidden=8)
-    obs, _ = env.reset(seed=0)
-    state = EnvState(
-        torch.as_tensor(obs),
-        torch.ones(envs, dtype=torch.bool),
-        agent.initial_state(envs),
-        torch.zeros(envs, dtype=torch.bool),
-        np.zeros(envs),
-    )
-    rollout, state, _ = collect_rollout(agent, env, state, steps, reset=reset)
-    rollout, state, _ = collect_rollout(agent, env, state, steps, reset=reset)
+    batch, rngs = SeedBatch([agent]), [np.random.default_rng(0)]
+    carry = start_envs(batch, [env], seeds=[0])
+    rollout, carry, _ = collect_rollout(batch, [env], carry, steps, rngs, reset=reset)
+    rollout, carry, _ = collect_rollout(batch, [env], carry, steps, rngs, reset=reset)
     env.close()
+    rollout = seed_of(rollout, 0)
     assert rollout.starts[1:].any()  # episodes start inside the rollout
     return agent, rollout
 
@@ -48,8 +45,8 @@ def _rollout(reset: bool, envs: int = 4, steps: int = 40):
 def test_rollout_switch_only_changes_the_rollouts_resets(reset):
     agent, rollout = _rollout(reset)
     with torch.no_grad():
-        with_resets, _ = agent.unroll(rollout.obs, rollout.h0, rollout.starts)
-        without, _ = agent.unroll(rollout.obs, rollout.h0, torch.zeros_like(rollout.starts))
+        with_resets, _, _ = agent.unroll(rollout.obs, rollout.h0, rollout.starts)
+        without, _, _ = agent.unroll(rollout.obs, rollout.h0, torch.zeros_like(rollout.starts))
     acted_like = with_resets if reset else without
     other = without if reset else with_resets
     new = _logp(acted_like, rollout.actions)
@@ -63,11 +60,15 @@ def test_unroll_switch_only_stops_the_training_unroll_resetting():
     agent, rollout = _rollout(reset=True)
     adv = torch.zeros_like(rollout.rewards)
     (mb,) = sequence_minibatches(rollout, adv, adv, np.arange(4), 1)
-    _, correct_logp, _ = ppo_loss(agent, mb, PPOConfig())
-    _, leaky_logp, _ = ppo_loss(agent, mb, PPOConfig(reset_in_unroll=False))
+    _, correct = ppo_loss(agent, mb, 0.2, Config())
+    _, leaky = ppo_loss(agent, mb, 0.2, Config(reset_in_unroll=False))
+    assert correct["ratio_dev"] < 1e-5 and leaky["ratio_dev"] > 1e-4
     with torch.no_grad():
-        zero_starts, _ = agent.unroll(mb.obs, mb.h0, torch.zeros_like(mb.starts))
-    torch.testing.assert_close(leaky_logp, _logp(zero_starts, mb.actions), rtol=0, atol=0)
+        with_resets, _, _ = agent.unroll(mb.obs, mb.h0, mb.starts)
+        zero_starts, _, _ = agent.unroll(mb.obs, mb.h0, torch.zeros_like(mb.starts))
+    correct_logp, leaky_logp = _logp(with_resets, mb.actions), _logp(zero_starts, mb.actions)
+    ratio = (leaky_logp - mb.logprobs).exp()
+    assert leaky["ratio_dev"] == ((ratio - 1).abs() * mb.mask).max()  # the unroll without resets
     assert first_epoch_check(correct_logp, mb.logprobs, mask=mb.mask).ok
     # before the first episode start the two passes agree; after it they differ
     first_start = int(mb.starts[1:].any(1).float().argmax()) + 1
@@ -78,7 +79,7 @@ def test_unroll_switch_only_stops_the_training_unroll_resetting():
 def test_switches_in_training_pass_or_fail_the_ratio_check():
     small = dict(total_steps=512, num_envs=4, num_steps=32, eval_every=256, eval_episodes=2)
     runs = {
-        name: train_ppo(PPOConfig(**small, **switches), seeds=[0], progress=False)
+        name: train(Config(**small, **switches), seeds=[0], progress=False)
         for name, switches in {
             "correct": {},
             "never": {"reset_in_rollout": False, "reset_in_unroll": False},
@@ -88,8 +89,8 @@ def test_switches_in_training_pass_or_fail_the_ratio_check():
     assert runs["correct"].first_check.max() < 1e-5
     assert runs["never"].first_check.max() < 1e-5  # consistent, yet wrong
     assert runs["rollout only"].first_check.max() > 1e-4
-    explicit = train_ppo(
-        PPOConfig(**small, reset_in_rollout=True, reset_in_unroll=True), seeds=[0], progress=False
+    explicit = train(
+        Config(**small, reset_in_rollout=True, reset_in_unroll=True), seeds=[0], progress=False
     )
     np.testing.assert_array_equal(explicit.eval_returns, runs["correct"].eval_returns)
 

@@ -9,12 +9,17 @@ import torch.nn as nn
 from rldebug.agents.ppo import Minibatch, Rollout
 from rldebug.agents.ppo import gae as _gae_reference
 from rldebug.agents.ppo import sequence_minibatches as _minibatches_reference
-from rldebug.agents.ppo import unroll as _unroll_reference
+from rldebug.cells import unroll as _cells_unroll
 from rldebug.checkers.ch05 import explain_unroll
 from rldebug.checking import Exercise, PlantedBug, compare_outputs, forced_edge
 
 
 # ----------------------------------------------------------------------------- exercise 1
+def _unroll_reference(cell, x, h0, starts):
+    """:func:`rldebug.cells.unroll` under the exercise's argument names."""
+    return _cells_unroll(cell, x, h0, starts)
+
+
 def _unroll_case(rng: np.random.Generator, case_index: int = 0) -> dict:
     t, b = int(rng.integers(3, 12)), int(rng.integers(1, 6))
     if forced_edge(case_index, ("batch of 1",)):
@@ -89,7 +94,7 @@ UNROLL = Exercise(
     answer_parts=("outputs", "last state"),
     grad_hint="Keep h attached from one step to the next (no h.detach(), .data or "
     "torch.no_grad() inside the loop): the PPO loss backpropagates through the whole unroll.",
-    reference_path="rldebug.agents.ppo.unroll",
+    reference_path="rldebug.cells.unroll",
     bugs=[
         PlantedBug(
             "the hidden state is never reset at episode starts",
