@@ -90,7 +90,7 @@ CLAIMS = [
     Claim("ch04", "oracle90", "DQN on SineRoad-v0 at >= 90% of the oracle", "k_of_n", 7, "solved >= {k}"),
     Claim("ch06", "solved", "recurrent REINFORCE reached 475 (CartPoleNoVel-v1)", "k_of_n", 7, "solved.sum() >= {k}"),
     Claim("ch06", "again475", "its policies at >= 475 on 20 new episodes (median >= 475)", "k_of_n", 6, "np.median(again) >= 475"),
-    Claim("ch06", "memoryless_best", "memoryless REINFORCE: best evaluation < 475, every seed", "every", 475, "mem.eval_return.max() < 475", above=False),
+    Claim("ch06", "memoryless_best", "memoryless REINFORCE: best evaluation < 475, every seed", "every", 475, "mem.eval_returns.max() < 475", above=False),
     Claim("ch06", "play_mean", "one greedy episode per solved seed, step by step: mean >= 400", "block", 400, "np.mean(scores) >= 400"),
     Claim("ch07", "beats_dqn", "DRQN beats DQN by more than 20 (SineRoadFlicker-v0; all read the previous action)", "k_of_n", 8, 'wins["DQN"] >= {k}'),
     Claim("ch07", "beats_stacked", "DRQN beats DQN + 4 frames (and their 4 actions) by more than 20", "k_of_n", 5, 'wins["DQN + 4 frames"] >= {k}'),
@@ -101,6 +101,10 @@ CLAIMS = [
     Claim("ch08", "road_gap", "SineRoadFlicker-v0: GRU PPO ahead of memoryless by > 50", "k_of_n", 7, "(gap > 50).sum() >= {k}"),
     Claim("ch08", "road_mean", "SineRoadFlicker-v0: GRU PPO mean final return > -65", "block", -65, "road_rec.eval_returns[-1].mean() > -65"),
     Claim("ch08", "road_mean_minus_mlp_best", "GRU PPO mean above the memoryless best seed", "block", 0, "road_rec.eval_returns[-1].mean() > road_mlp.eval_returns[-1].max()"),
+    Claim("ch09", "fixed9", "two-layer DRQN acting on the top layer (the fix): >= 0.9 reward per step", "k_of_n", 8, 'fixed9_ok >= {k}'),
+    Claim("ch09", "gap9", "the suspect acting on h_n[0] below its fix by more than 0.05", "k_of_n", 7, 'gap9 >= {k}'),
+    Claim("ch09", "fixed10", "DRQN on padded episodes with a masked loss (the fix): >= 0.9 reward per step", "k_of_n", 8, 'fixed10_ok >= {k}'),
+    Claim("ch09", "gap10", "the suspect averaging over padding below its fix", "k_of_n", 7, 'gap10 >= {k}'),
 ]  # fmt: skip
 
 
@@ -110,14 +114,14 @@ def run_ch01(seeds: list[int]) -> dict:
     from rldebug import qlearning as ql
     from rldebug.agents import dqn
 
-    runs = dqn.train_seeds(ql.taxi_dqn_config(), seeds, processes=1, progress=False)
+    runs = dqn.train(ql.taxi_dqn_config(), seeds)
     tables = ql.taxi_tables()
     optimum = float(ql.greedy_returns(ql.q_value_iteration(tables, 0.99), tables)[0])
-    exact = ql.greedy_returns(torch.stack([ql.q_table_of(r.q_net) for r in runs]), tables)
+    exact = ql.greedy_returns(torch.stack([ql.q_table_of(net) for net in runs.q_nets]), tables)
     return {
         "optimal": (exact.numpy() >= optimum - 0.5).tolist(),
         "exact": exact.numpy().round(2).tolist(),
-        "final": [round(r.final_return, 1) for r in runs],
+        "final": runs.final_return.round(1).tolist(),
     }
 
 
@@ -137,13 +141,13 @@ def run_ch02(seeds: list[int]) -> dict:
 def run_ch03(seeds: list[int]) -> dict:
     from rldebug.agents import dqn
 
-    config = dqn.DQNConfig(**dqn.CARTPOLE_RECIPE)
-    runs = dqn.train_population(config, seeds, processes=2, progress=False)
-    finals = np.array([r.final_return for r in runs])
+    config = dqn.Config(**dqn.CARTPOLE_RECIPE)
+    runs = dqn.train(config, seeds, processes=2)
+    finals = runs.final_return
     return {
-        "reached": [r.steps_to_reach(475) is not None for r in runs],
+        "reached": np.isfinite(runs.steps_to(475)).tolist(),
         "kept": (finals >= 475).tolist(),
-        "stopped_at": [r.stopped_at for r in runs],
+        "stopped_at": [None if np.isnan(s) else int(s) for s in runs.stopped_at],
         "final": finals.round(1).tolist(),
     }
 
@@ -152,11 +156,8 @@ def run_ch04(seeds: list[int]) -> dict:
     from rldebug.agents import dqn
 
     oracle = 200.0  # the oracle controller's return on SineRoad-v0 (asserted in chapter 4)
-    config = dqn.DQNConfig(
-        **dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=1_000, eval_episodes=10
-    )
-    runs = dqn.train_seeds(config, seeds, processes=1, desc=None)
-    finals = np.array([r.final_return for r in runs])
+    config = dqn.Config(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=1_000, eval_episodes=10)
+    finals = dqn.train(config, seeds).final_return
     return {"oracle90": (finals >= 0.9 * oracle).tolist(), "final": finals.round(1).tolist()}
 
 
@@ -167,19 +168,18 @@ def run_ch06(seeds: list[int]) -> dict:
 
     cfg = rf.NOVEL_CONFIG
     memoryless_cfg = dataclasses.replace(cfg, carry_state=False, unroll="per_step", updates=40)
-    recurrent = rf.SeedBatchedGRUPolicy.create(seeds, obs_dim=2, n_actions=2, hidden=32)
-    rec = rf.train(recurrent, cfg, seed=seeds[0])
-    memoryless = rf.SeedBatchedGRUPolicy.create(seeds, obs_dim=2, n_actions=2, hidden=32)
-    mem = rf.train(memoryless, memoryless_cfg, seed=seeds[0])
-    again = rf.evaluate(recurrent, "CartPoleNoVel-v1", 20, seed=2024)
+    rec = rf.train(cfg, seeds)
+    mem = rf.train(memoryless_cfg, seeds)
+    again = rf.evaluate(rec.policy, "CartPoleNoVel-v1", 20, seed=2024)
     scores = [
-        play_one_episode(recurrent.policy(i), seed=100 + int(i)) for i in np.flatnonzero(rec.solved)
+        play_one_episode(rec.policy.seed(int(i)), seed=100 + int(i))
+        for i in np.flatnonzero(rec.solved)
     ]
     return {
         "play_mean": float(np.mean(scores)),
         "solved": np.asarray(rec.solved).tolist(),
         "again475": (np.asarray(again) >= 475).tolist(),
-        "memoryless_best": mem.eval_return.max(axis=0).round(1).tolist(),
+        "memoryless_best": mem.eval_returns.max(axis=0).round(1).tolist(),
         "again": np.round(again, 1).tolist(),
     }
 
@@ -189,13 +189,11 @@ def play_one_episode(policy, seed: int) -> float:
     import gymnasium as gym
     import torch
 
-    from rldebug.agents import reinforce as rf
-
     env = gym.make("CartPoleNoVel-v1")
     obs, _ = env.reset(seed=seed)
     h, total, done = policy.initial_state(1), 0.0, False
     while not done:
-        x = torch.as_tensor(obs / rf.OBS_SCALE[[0, 2]], dtype=torch.float32)[None]
+        x = torch.as_tensor(obs, dtype=torch.float32)[None]  # (1, 2); the policy scales it
         with torch.no_grad():
             logits, h = policy.step(x, h)
         obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
@@ -204,24 +202,39 @@ def play_one_episode(policy, seed: int) -> float:
 
 
 def run_ch07(seeds: list[int]) -> dict:
-    from rldebug.agents import drqn
+    from dataclasses import replace
 
-    cfg = drqn.DRQNConfig()
+    from rldebug.agents import drqn, drqn_experiments
+
+    cfg = drqn.Config()
     result = drqn.train(cfg, seeds=seeds, progress=False)
     finals = {"DRQN": np.asarray(result.final_return)}
     # The baselines read what the DRQN reads (the observation and the previous action).
     for name, frames in (("DQN", 0), ("DQN + 4 frames", 4)):
-        runs = [drqn.memoryless_dqn(cfg.env_id, s, frame_stack=frames, like=cfg) for s in seeds]
-        finals[name] = np.array([r.final_return for r in runs])
+        run = drqn_experiments.memoryless_dqn(cfg.env_id, seeds, frame_stack=frames, like=cfg)
+        finals[name] = np.asarray(run.final_return)
     # The ablation, recorded beside the claims (not asserted): the question's inputs.
-    finals["DRQN without the previous action"] = drqn.final_returns(
-        cfg, seeds=seeds, prev_action=False
+    finals["DRQN without the previous action"] = drqn_experiments.final_returns(
+        replace(cfg, prev_action=False), seeds=seeds
     )
     margin = 20.0
     return {
         "beats_dqn": (finals["DRQN"] > finals["DQN"] + margin).tolist(),
         "beats_stacked": (finals["DRQN"] > finals["DQN + 4 frames"] + margin).tolist(),
         **{f"final {k}": np.asarray(v).round(1).tolist() for k, v in finals.items()},
+    }
+
+
+def run_ch09(seeds: list[int]) -> dict:
+    from rldebug.bughunt.drqn import hard_case_finals
+
+    finals = hard_case_finals(seeds)  # the fixes: the twins' own methods
+    return {
+        "fixed9": (finals["fixed 9"] >= 0.9).tolist(),
+        "gap9": (finals["fixed 9"] - finals["suspect 9"] > 0.05).tolist(),
+        "fixed10": (finals["fixed 10"] >= 0.9).tolist(),
+        "gap10": (finals["fixed 10"] > finals["suspect 10"]).tolist(),
+        **{"final " + name: values.round(4).tolist() for name, values in finals.items()},
     }
 
 
@@ -267,6 +280,7 @@ RUNNERS: dict[str, Callable[[list[int]], dict]] = {
     "ch06": run_ch06,
     "ch07": run_ch07,
     "ch08": run_ch08,
+    "ch09": run_ch09,
 }
 
 
