@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rldebug.agents import ppo
-from rldebug.agents.dqn import DQNConfig, train_population
+from rldebug.agents.dqn import Config, train
 from rldebug.parallel import (
     progress_bar,
     queue_in_background,
@@ -57,12 +57,12 @@ def test_queued_jobs_run_in_order_in_one_worker_and_come_back_one_by_one():
 
 
 def test_a_background_job_reports_progress_and_can_train():
-    cfg = DQNConfig(total_steps=300, learning_starts=100, eval_every=0, final_eval_episodes=2,
-                    hidden=(8,), batch_size=8)  # fmt: skip
-    job = run_in_background(lambda: train_population(cfg, [0], progress=True))
-    (result,) = job.result(progress=False)
-    (alone,) = train_population(cfg, [0])
-    assert result.final_return == alone.final_return
+    cfg = Config(total_steps=300, learning_starts=100, eval_every=0, final_eval_episodes=2,
+                 hidden=(8,), batch_size=8)  # fmt: skip
+    job = run_in_background(lambda: train(cfg, [0], progress=True))
+    result = job.result(progress=False)
+    alone = train(cfg, [0])
+    np.testing.assert_array_equal(result.final_return, alone.final_return)
 
 
 def test_a_failing_background_job_raises_its_error():
@@ -99,16 +99,19 @@ def test_progress_bar_in_a_worker_reports_a_fraction():
     assert run_parallel([job, job], processes=2, progress=False) == [45, 45]
 
 
-def test_population_split_equals_the_groups_trained_alone():
+def test_dqn_seeds_split_over_processes_equal_the_groups_trained_alone():
     small = dict(total_steps=400, learning_starts=100, log_every=100, eval_every=200,
                  eval_episodes=2, final_eval_episodes=3, hidden=(16,), batch_size=16)  # fmt: skip
-    cfg = DQNConfig(**small)
-    split = train_population(cfg, [3, 4, 5, 6], processes=2)
-    alone = train_population(cfg, [3, 4]) + train_population(cfg, [5, 6])
-    assert [r.config.seed for r in split] == [3, 4, 5, 6]
-    for a, b in zip(split, alone):
-        assert a.losses == b.losses and a.eval_returns == b.eval_returns
-        for p, q in zip(a.q_net.parameters(), b.q_net.parameters()):
+    cfg = Config(**small)
+    split = train(cfg, [3, 4, 5, 6], processes=2)
+    first, second = train(cfg, [3, 4]), train(cfg, [5, 6])
+    assert split.seeds == [3, 4, 5, 6]
+    for name in ("losses", "eval_returns", "eval_q0", "mean_max_q"):
+        joined = np.concatenate([getattr(first, name), getattr(second, name)], axis=1)
+        np.testing.assert_array_equal(getattr(split, name), joined)
+    np.testing.assert_array_equal(split.final_return, np.r_[first.final_return, second.final_return])
+    for a, b in zip(split.q_nets, first.q_nets + second.q_nets):
+        for p, q in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
