@@ -57,5 +57,7 @@ def test_bad_input_raises_clearly():
         train(Config(**TINY), [1, 1])
     with pytest.raises(ValueError, match="Discrete"):
         train(Config(**{**TINY, "env_id": "Pendulum-v1"}))
+    with pytest.raises(TypeError, match="dqn.Config"):
+        train(dict(TINY))
     with pytest.raises(ValueError, match="gamma"):
         Config(gamma=1.5)

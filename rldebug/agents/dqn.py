@@ -312,6 +312,8 @@ def train(
     ``processes > 1`` trains groups of consecutive seeds in that many worker processes
     (one core each); the seeds are independent, so the result is the same.
     """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a dqn.Config, got {type(config).__name__}")
     cfg, seeds = config, check_seeds(seeds)
     if processes > 1 and len(seeds) > 1:
         return _train_in_processes(cfg, seeds, processes, progress)
