@@ -51,4 +51,5 @@ def test_one_seed_reaches_the_optimum():
     tables = ql.taxi_tables()
     optimum = float(ql.greedy_returns(ql.q_value_iteration(tables, 0.99), tables)[0])
     result = dqn.train(ql.taxi_dqn_config(final_eval_episodes=0), seeds=[0])
-    assert float(ql.greedy_returns(ql.q_table_of(result.q_nets[0])[None], tables)[0]) >= optimum - 0.5
+    table = ql.q_table_of(result.q_nets[0])[None]  # (1, 500, 6)
+    assert float(ql.greedy_returns(table, tables)[0]) >= optimum - 0.5

@@ -109,7 +109,8 @@ def test_dqn_seeds_split_over_processes_equal_the_groups_trained_alone():
     for name in ("losses", "eval_returns", "eval_q0", "mean_max_q"):
         joined = np.concatenate([getattr(first, name), getattr(second, name)], axis=1)
         np.testing.assert_array_equal(getattr(split, name), joined)
-    np.testing.assert_array_equal(split.final_return, np.r_[first.final_return, second.final_return])
+    finals = np.r_[first.final_return, second.final_return]
+    np.testing.assert_array_equal(split.final_return, finals)
     for a, b in zip(split.q_nets, first.q_nets + second.q_nets):
         for p, q in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
