@@ -49,9 +49,10 @@ from rldebug.agents.ppo_env import (
     evaluate,
     seed_of,
     start_envs,
+    train_in_processes,
 )
 from rldebug.cells import cell_output, make_cell
-from rldebug.parallel import progress_bar, run_parallel, split_seeds
+from rldebug.parallel import progress_bar
 from rldebug.recurrent import State, masked_mean, state_of_envs
 from rldebug.results import SeedsResult
 from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, per_seed, seeded
@@ -386,7 +387,7 @@ def train(
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
     if processes > 1 and len(seeds) > 1:
-        return _train_in_processes(cfg, seeds, processes, progress, eval_seed)
+        return train_in_processes(train, cfg, seeds, processes, progress, eval_seed)
     started = time.perf_counter()
     s, n = len(seeds), cfg.num_envs
     # One vector env per seed: a native vector env draws every sub-env from one generator.
@@ -426,7 +427,8 @@ def train(
             normalize.update(raw)
         with torch.no_grad():
             advantages = advantages_fn(rollout.rewards, rollout.values, rollout.terminated,
-                                       rollout.truncated, rollout.mask, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+                                       rollout.truncated, rollout.mask,
+                                       cfg.gamma, cfg.gae_lambda)  # fmt: skip
             returns = advantages + rollout.values[:, :-1]  # (S, T, B)
 
         # region update
@@ -459,32 +461,4 @@ def train(
         normalizer=normalize,
         first_check=np.array(first_check),
         approx_kl=np.array(approx_kl),
-    )
-
-
-def _train_in_processes(cfg, seeds, processes, progress, eval_seed) -> Result:
-    """:func:`train` on groups of consecutive seeds in worker processes, joined in order."""
-    started = time.perf_counter()
-    groups = split_seeds(seeds, processes)
-    jobs = [lambda g=g: train(cfg, g, progress=False, eval_seed=eval_seed) for g in groups]
-    parts = run_parallel(jobs, processes=processes, desc=f"PPO {cfg.env_id}",
-                         progress=progress is not False)  # fmt: skip
-    normalizers = [p.normalizer for p in parts]
-    joined = None
-    if normalizers[0] is not None:
-        joined = ObsNormalizer(len(seeds), normalizers[0].mean.shape[-1])
-        joined.mean = torch.cat([z.mean for z in normalizers])
-        joined.var = torch.cat([z.var for z in normalizers])
-        joined.count = normalizers[0].count
-    return Result(
-        seeds=seeds,
-        eval_steps=parts[0].eval_steps,
-        eval_returns=np.concatenate([p.eval_returns for p in parts], axis=1),
-        final_return=np.concatenate([p.final_return for p in parts]),
-        seconds=time.perf_counter() - started,
-        agent=SeedBatch([p.agent.seed(k) for p in parts for k in range(p.agent.num_seeds)]),
-        config=cfg,
-        normalizer=joined,
-        first_check=np.concatenate([p.first_check for p in parts], axis=1),
-        approx_kl=np.concatenate([p.approx_kl for p in parts], axis=1),
     )

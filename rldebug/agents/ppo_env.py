@@ -7,6 +7,9 @@ and samples from its own generator, so that its run does not depend on the other
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium.vector import VectorEnv
 
+from rldebug.parallel import run_parallel, split_seeds
 from rldebug.recurrent import State, store_state
 from rldebug.seedbatch import SeedBatch
 
@@ -26,6 +30,7 @@ __all__ = [
     "evaluate",
     "seed_of",
     "start_envs",
+    "train_in_processes",
 ]
 
 
@@ -192,3 +197,31 @@ def evaluate(
             returns += reward * running
             running &= ~(terminated | truncated)  # only each env's first episode counts
     return returns.mean(1)
+
+
+def train_in_processes(train, cfg, seeds, processes: int, progress, eval_seed: int):
+    """``train`` on groups of consecutive seeds in worker processes, joined in seed order.
+
+    Each seed's run is the same either way: it has its own envs and generators.
+    """
+    started = time.perf_counter()
+    groups = split_seeds(seeds, processes)
+    jobs = [lambda g=g: train(cfg, g, progress=False, eval_seed=eval_seed) for g in groups]
+    parts = run_parallel(jobs, processes=processes, desc=f"PPO {cfg.env_id}",
+                         progress=progress is not False)  # fmt: skip
+    joined = None
+    if parts[0].normalizer is not None:  # each seed's statistics, (S, 1, D)
+        joined = copy.copy(parts[0].normalizer)
+        joined.mean = torch.cat([p.normalizer.mean for p in parts])
+        joined.var = torch.cat([p.normalizer.var for p in parts])
+    return dataclasses.replace(
+        parts[0],
+        seeds=list(seeds),
+        eval_returns=np.concatenate([p.eval_returns for p in parts], axis=1),  # (E, S)
+        final_return=np.concatenate([p.final_return for p in parts]),
+        seconds=time.perf_counter() - started,
+        agent=SeedBatch([p.agent.seed(k) for p in parts for k in range(p.agent.num_seeds)]),
+        normalizer=joined,
+        first_check=np.concatenate([p.first_check for p in parts], axis=1),  # (U, S)
+        approx_kl=np.concatenate([p.approx_kl for p in parts], axis=1),
+    )
