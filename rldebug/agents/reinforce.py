@@ -161,9 +161,9 @@ def collect_episodes(
     if generators is not None:  # every seed draws its own uniforms, whatever the others do
         uniforms = torch.stack([torch.rand(max_steps, B, generator=g) for g in generators])
     alive = np.ones((S, B), dtype=bool) if playing is None else np.repeat(playing[:, None], B, 1)
-    steps = {"obs": [], "actions": [], "rewards": [], "mask": [], "log_probs": []}
+    obs_l, act_l, logp_l, rew_l, mask_l = [], [], [], [], []
     for t in range(max_steps):
-        x = torch.tensor(obs, dtype=torch.float32)  # a copy: obs[k] is overwritten below
+        x = torch.from_numpy(obs.astype(np.float32))  # a copy: obs[k] is overwritten below
         logits, next_state = policy.call("step", x, state if carry_state else zeros)
         state = next_state if carry_state else zeros
         log_p = F.log_softmax(logits, dim=-1)  # (S, B, A)
@@ -172,25 +172,25 @@ def collect_episodes(
         else:  # inverse CDF: the first action whose cumulative probability exceeds u
             below = uniforms[:, t, :, None] > log_p.exp().cumsum(dim=-1)  # (S, B, A)
             action = below.sum(dim=-1).clamp(max=logits.shape[-1] - 1)  # (S, B)
-        mask = alive.astype(np.float32)  # this step belongs to the episode
-        reward = np.zeros((S, B), dtype=np.float32)
-        for k, env in enumerate(envs):  # a seed whose episodes all ended is not stepped
-            if alive[k].any():
-                obs[k], reward[k], terminated, truncated, _ = env.step(action[k].numpy())
-                # The episode ends on either flag. The return never bootstraps, so the two
-                # need no different treatment here, but they stay two flags.
-                alive[k] &= ~(terminated | truncated)
-        steps["obs"].append(x)
-        steps["actions"].append(action)
-        steps["rewards"].append(torch.as_tensor(reward))
-        steps["mask"].append(torch.as_tensor(mask))
-        steps["log_probs"].append(log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1))
+        obs_l.append(x)
+        act_l.append(action)
+        logp_l.append(log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1))  # (S, B)
+        mask_l.append(alive.astype(np.float32))  # this step belongs to the episode
+        reward, action = np.zeros((S, B), dtype=np.float32), action.numpy()
+        for k in np.flatnonzero(alive.any(axis=1)):  # a seed whose episodes all ended rests
+            obs[k], reward[k], terminated, truncated, _ = envs[k].step(action[k])
+            # The episode ends on either flag. The return never bootstraps, so the two need
+            # no different treatment here, but they stay two flags.
+            alive[k] &= ~(terminated | truncated)
+        rew_l.append(reward)
         if not alive.any():
             break
-    obs_steps = steps.pop("obs")
     return EpisodeBatch(
-        obs=torch.stack(obs_steps, dim=2),  # T x (S, B, D) -> (S, B, T, D)
-        **{name: torch.stack(values, dim=2) for name, values in steps.items()},  # (S, B, T)
+        obs=torch.stack(obs_l, dim=2),  # T x (S, B, D) -> (S, B, T, D)
+        actions=torch.stack(act_l, dim=2),  # T x (S, B) -> (S, B, T)
+        rewards=torch.from_numpy(np.stack(rew_l, axis=2)),
+        mask=torch.from_numpy(np.stack(mask_l, axis=2)),
+        log_probs=torch.stack(logp_l, dim=2),
     )
 
 
