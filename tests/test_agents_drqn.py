@@ -166,9 +166,18 @@ def test_bad_input_raises_clearly():
         Config(burn_in=-1)
     with pytest.raises(ValueError, match="seeds"):
         drqn.train(TINY, seeds=[])
+    with pytest.raises(TypeError, match="drqn.Config"):
+        drqn.train({"total_steps": 100})
     net = QNetwork(2, 3, 4)
     with pytest.raises(ValueError, match=r"\(B, T, D\)"):
         net(torch.zeros(5, 2))
+    replay = EpisodeReplay(2, 6, 2, state_dim=4, seed=0)
+    replay.add_episode(
+        np.zeros((7, 2)), np.zeros(6, int), np.ones(6), np.zeros(6), np.zeros((7, 4))
+    )
+    batch = to_torch(replay.sample(3, 2, burn_in=1))
+    with pytest.raises(ValueError, match="burn_in"):
+        drqn_loss(net, net, batch, 0.9, 3)
     with pytest.raises(TypeError, match="seed"):
         drqn_experiments().q_value_discrepancy(drqn.train(replace(TINY, total_steps=400,
                                                learning_starts=10_000)).q_net, None, [0])  # fmt: skip

@@ -283,6 +283,8 @@ def backward(errors: torch.Tensor, mask: torch.Tensor, *, per_step: bool = False
 def train(config: Config | None = None, seeds: Sequence[int] = (0,), *, progress=None) -> Result:
     """Train one DRQN agent per seed, side by side; ``train(cfg, seeds=range(10))``."""
     cfg = config or Config()
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be a drqn.Config, got {type(cfg).__name__}")
     start_time = time.perf_counter()
     seeds = [int(seed) for seed in seeds]
     s, n = len(seeds), cfg.num_envs
