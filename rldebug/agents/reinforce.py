@@ -384,9 +384,8 @@ def train(config: Config, seeds=(0,), *, progress=None) -> Result:
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)  # = S independent Adams
     log_probs_of = episode_log_probs if config.unroll == "episode" else per_step_log_probs
     losses_of = per_seed(update_loss)  # one seed's loss, S seeds at once -> (S,)
-    train_returns, steps, losses, eval_updates, eval_returns, eval_env_steps = (
-        [] for _ in "123456"
-    )
+    train_returns, steps, losses = [], [], []  # one row per update
+    eval_updates, eval_returns, eval_env_steps = [], [], []  # one row per evaluation
     solved_steps, total = np.full(S, np.nan), np.zeros(S)
     start = time.perf_counter()
     bar = progress(range(config.updates), leave=False) if progress else range(config.updates)
