@@ -179,7 +179,7 @@ def test_gru_output_detached_before_the_head_is_named():
         return logp * mask
 
     for message in _rejects(ch06.EPISODE_LOG_PROBS, head_on_detached):
-        assert "detached before the head" in message and "policy.features" in message, message
+        assert "detached before the head" in message and "policy.cells" in message, message
 
 
 def test_state_detached_at_every_step_is_named():
