@@ -89,7 +89,7 @@ CLAIMS = [
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
     Claim("ch04", "oracle90", "DQN on SineRoad-v0 at >= 90% of the oracle", "k_of_n", 7, "solved >= {k}"),
     Claim("ch06", "solved", "recurrent REINFORCE reached 475 (CartPoleNoVel-v1)", "k_of_n", 7, "solved.sum() >= {k}"),
-    Claim("ch06", "again475", "its policies at >= 475 on 20 new episodes (median >= 475)", "k_of_n", 6, "np.median(again) >= 475"),
+    Claim("ch06", "again475", "its policies at >= 475 on 20 new episodes", "k_of_n", 5, "np.sum(again >= 475) >= {k}"),
     Claim("ch06", "memoryless_best", "memoryless REINFORCE: best evaluation < 475, every seed", "every", 475, "mem.eval_returns.max() < 475", above=False),
     Claim("ch06", "play_mean", "one greedy episode per solved seed, step by step: mean >= 400", "block", 400, "np.mean(scores) >= 400"),
     Claim("ch07", "beats_dqn", "DRQN beats DQN by more than 20 (SineRoadFlicker-v0; all read the previous action)", "k_of_n", 8, 'wins["DQN"] >= {k}'),
