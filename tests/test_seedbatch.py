@@ -193,3 +193,27 @@ def test_per_seed_with_one_seed_is_the_plain_call_with_a_seed_axis():
     torch.testing.assert_close(out[0], plain_out)
     lifted.sum().backward()
     assert all(p.grad is not None and p.grad.shape[0] == 1 for p in batch.parameters())
+
+
+def test_a_feed_forward_stack_runs_layer_by_layer_with_the_same_values():
+    from rldebug.nets import q_network
+
+    for make, shape in (
+        (lambda: q_network((3, 4), 2, (16, 8)), (3, 5, 3, 4)),  # Flatten(start_dim=1) first
+        (
+            lambda: nn.Sequential(nn.Linear(4, 8, bias=False), nn.Tanh(), nn.Linear(8, 2)),
+            (3, 2, 5, 4),
+        ),
+    ):
+        nets, batch = seeded(make, [0, 1, 2]), SeedBatch(seeded(make, [0, 1, 2]))
+        assert batch._layer_by_layer
+        x = torch.randn(*shape)
+        fast = batch(x)
+        torch.testing.assert_close(fast, batch.call("forward", x))  # the vmapped call
+        for k, net in enumerate(nets):
+            torch.testing.assert_close(fast[k], net(x[k]))
+        fast.square().sum().backward()  # gradients reach every seed's weights
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in batch.parameters())
+    with pytest.raises(ValueError, match="seed axis first"):
+        batch(torch.zeros(2, 5, 4))
+    assert not SeedBatch(seeded(lambda: _Net(), [0, 1]))._layer_by_layer  # recurrent: vmap

@@ -259,8 +259,9 @@ def dqn_loss(
 
 
 def greedy_actions(q_net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    """argmax_a Q(s, a) for each row of ``obs`` (N, ...): (N,) actions."""
-    return q_net(obs).argmax(dim=1)
+    """argmax_a Q(s, a) for each row of ``obs`` (N, ...): (N,) actions; for a
+    :class:`SeedBatch`, (S, N, ...) -> (S, N) (it runs a feed-forward net layer by layer)."""
+    return q_net(obs).argmax(dim=-1)
 
 
 def update_target(target_net: nn.Module, q_net: nn.Module, tau: float = 1.0) -> None:
@@ -280,7 +281,6 @@ def evaluate(q_nets: SeedBatch, envs: list, n_episodes: int, *, seed: int, gamma
     ``returns``, ``discounted`` (S, n_episodes) and ``q0`` (S,): the mean predicted
     max_a Q(s_0, a) of the start states, to compare with the discounted return collected.
     """
-    act = per_seed(greedy_actions)
     obs = stack_obs(env.reset(seed=seed)[0] for env in envs)  # (S, N, ...); env i: seed + i
     with torch.no_grad():
         q0 = q_nets(torch.as_tensor(obs)).max(dim=2).values[:, :n_episodes].mean(dim=1)  # (S,)
@@ -289,7 +289,7 @@ def evaluate(q_nets: SeedBatch, envs: list, n_episodes: int, *, seed: int, gamma
     running = np.ones(obs.shape[:2], dtype=bool)  # still in its first episode
     while running.any():
         with torch.no_grad():
-            actions = act(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
+            actions = greedy_actions(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
         obs, rewards, terminated, truncated = step_envs(envs, actions)
         returns += rewards * running
         discounted += (gamma**length) * rewards * running
@@ -349,7 +349,6 @@ def train(
             return_parts=True,
         )
     )
-    act = per_seed(greedy_actions)
     buffer = SeedReplay(S, cfg.buffer_size, obs_shape)
     # holds each env's last n_step steps until they make an n-step transition (n = 1: none)
     n_step_window = NStepWindow(cfg.n_step, cfg.gamma, (S, N), obs_shape)
@@ -384,7 +383,7 @@ def train(
             greedy[k] = rng.random(N) >= epsilon
         if greedy.any():
             with torch.no_grad():
-                best = act(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
+                best = greedy_actions(q_nets, torch.as_tensor(obs)).numpy()  # (S, N)
             actions = np.where(greedy, best, actions)
         next_obs, rewards, terminated, truncated = step_envs(envs, actions)
 
