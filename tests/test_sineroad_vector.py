@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import sineroad  # noqa: F401  (registers the ids)
+import sineroad  # registers the ids
 from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from sineroad import FlickerObservation, SineRoadEnv, SineRoadVectorEnv
@@ -209,3 +209,20 @@ def test_reseeding_some_sub_envs_matches_singles():
         steps = [env.step(a) for env, a in zip(singles, (1, 2, 0))]
         np.testing.assert_array_equal(obs, [s[0] for s in steps])
         np.testing.assert_array_equal(rewards, [s[1] for s in steps])
+
+
+def test_cartpole_novel_has_a_vector_entry_point_and_make_vec_picks_it():
+    envs = gym.make_vec("CartPoleNoVel-v1", num_envs=3, vectorization_mode="vector_entry_point")
+    assert isinstance(envs, sineroad.MaskVectorObservation)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (3, 2) and envs.single_observation_space.shape == (2,)
+    full = gym.make_vec("CartPole-v1", num_envs=3, vectorization_mode="vector_entry_point")
+    np.testing.assert_array_equal(obs, full.reset(seed=0)[0][:, [0, 2]])
+    _, _, terminated, truncated, _ = envs.step(np.ones(3, dtype=np.int64))
+    assert terminated.shape == truncated.shape == (3,)  # kept apart, never folded
+    assert isinstance(sineroad.make_vec("CartPoleNoVel-v1", 2), sineroad.MaskVectorObservation)
+    assert type(sineroad.make_vec("Taxi-v4", 2)).__name__ == "SyncVectorEnv"
+    with pytest.raises(ValueError, match="out of range"):
+        sineroad.MaskVectorObservation(full, [5])
+    with pytest.raises(ValueError, match="num_envs"):
+        sineroad.make_vec("CartPoleNoVel-v1", 0)

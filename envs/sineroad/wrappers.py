@@ -71,6 +71,20 @@ class FlickerObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         return observation
 
 
+def _mask_indices(space: spaces.Box, indices: Sequence[int], wrapper: str) -> np.ndarray:
+    """``indices`` as an int array, checked against a 1-D Box observation."""
+    if len(space.shape) != 1:
+        raise ValueError(f"{wrapper} needs a 1-D Box, got shape {space.shape}")
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must be a non-empty sequence of ints, got {indices!r}")
+    if idx.min() < -space.shape[0] or idx.max() >= space.shape[0]:
+        raise ValueError(
+            f"indices {list(indices)} out of range for an observation of shape {space.shape}"
+        )
+    return idx
+
+
 class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Keep only the entries ``indices`` of a 1-D Box observation.
 
@@ -82,18 +96,9 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, indices=indices)
         gym.ObservationWrapper.__init__(self, env)
         space = _check_box(env, "MaskObservation")
-        if len(space.shape) != 1:
-            raise ValueError(f"MaskObservation needs a 1-D Box, got shape {space.shape}")
-        idx = np.asarray(indices)
-        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
-            raise ValueError(f"indices must be a non-empty sequence of ints, got {indices!r}")
-        if idx.min() < -space.shape[0] or idx.max() >= space.shape[0]:
-            raise ValueError(
-                f"indices {list(indices)} out of range for an observation of shape {space.shape}"
-            )
-        self.indices = idx
+        self.indices = _mask_indices(space, indices, "MaskObservation")
         self.observation_space = spaces.Box(
-            space.low[idx], space.high[idx], dtype=space.dtype, seed=None
+            space.low[self.indices], space.high[self.indices], dtype=space.dtype, seed=None
         )
 
     def observation(self, observation):
@@ -110,18 +115,11 @@ class MaskVectorObservation(gym.vector.VectorObservationWrapper):
     def __init__(self, env: gym.vector.VectorEnv, indices: Sequence[int]):
         super().__init__(env)
         space = env.single_observation_space
-        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"MaskVectorObservation needs 1-D Box observations, got {space}")
-        idx = np.asarray(indices)
-        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
-            raise ValueError(f"indices must be a non-empty sequence of ints, got {indices!r}")
-        if idx.min() < -space.shape[0] or idx.max() >= space.shape[0]:
-            raise ValueError(
-                f"indices {list(indices)} out of range for an observation of shape {space.shape}"
-            )
-        self.indices = idx
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"MaskVectorObservation needs Box observations, got {space}")
+        self.indices = _mask_indices(space, indices, "MaskVectorObservation")
         self.single_observation_space = spaces.Box(
-            space.low[idx], space.high[idx], dtype=space.dtype
+            space.low[self.indices], space.high[self.indices], dtype=space.dtype
         )
         self.observation_space = gym.vector.utils.batch_space(
             self.single_observation_space, env.num_envs
