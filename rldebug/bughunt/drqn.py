@@ -25,7 +25,7 @@ from rldebug.qlearning import td_target
 from rldebug.recurrent import RecurrentNet, masked_mean, reset_state
 
 __all__ = [
-    "SequenceBatch",
+    "WindowBatch",
     "RecurrentDQN",
     "TwoLayerDQN",
     "EpisodeDQN",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class SequenceBatch(NamedTuple):
+class WindowBatch(NamedTuple):
     """b windows of L = burn_in + train_len + 1 consecutive steps of one environment."""
 
     obs: torch.Tensor  # (b, L, D)
@@ -115,7 +115,7 @@ class RecurrentDQN:
             del self.buffer[key][: max(0, len(self.buffer[key]) - self.capacity)]
         return float(torch.stack(rewards).mean())
 
-    def sample_sequence_batch(self) -> SequenceBatch:
+    def sample_sequence_batch(self) -> WindowBatch:
         """Random windows of burn_in + train_len + 1 consecutive steps of one env each."""
         window = self.burn_in + self.train_len + 1
         n_stored = len(self.buffer["obs"])
@@ -128,14 +128,14 @@ class RecurrentDQN:
         t = t0[:, None] + torch.arange(window)[None, :]  # (b, L)
         pick = {k: v[env[:, None], t] for k, v in stream.items()}  # (b, L, ...)
         mask = torch.ones(self.batch_size, self.train_len, dtype=torch.bool)
-        return SequenceBatch(**pick, mask=mask)
+        return WindowBatch(**pick, mask=mask)
 
     # -- the loss ------------------------------------------------------------------------
     def td_target(self, rewards, next_q, terminated, truncated) -> torch.Tensor:
         """y = r + gamma (1 - terminated) max_a' Q_target(s', a'), (N,)."""
         return td_target(rewards, next_q, terminated, truncated, self.gamma)
 
-    def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
+    def sequence_loss(self, batch: WindowBatch) -> torch.Tensor:
         """Burn in the state on the first steps, then the TD loss on the next train_len."""
         b, k = self.burn_in, self.train_len
         obs, starts = batch.obs, batch.episode_start
@@ -196,7 +196,7 @@ class RecurrentDQN:
 class Agent5(RecurrentDQN):
     """Suspect 5: recurrent Q-learning (DRQN) on the recall task."""
 
-    def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
+    def sequence_loss(self, batch: WindowBatch) -> torch.Tensor:
         """Burn in the state on the first steps, then the TD loss on the next train_len."""
         b, k = self.burn_in, self.train_len
         obs, starts = batch.obs, batch.episode_start
@@ -248,7 +248,7 @@ class EpisodeDQN(RecurrentDQN):
     def __init__(self, seed: int = 0, **kwargs):
         super().__init__(seed, **{"burn_in": 0, "train_len": RecallEnv(1).max_len, **kwargs})
 
-    def sample_sequence_batch(self) -> SequenceBatch:
+    def sample_sequence_batch(self) -> WindowBatch:
         """Whole episodes from the start, padded with zeros to ``train_len`` (+1) steps."""
         window = self.train_len + 1
         if len(self.buffer["obs"]) < 2 * window:
@@ -267,9 +267,9 @@ class EpisodeDQN(RecurrentDQN):
         for key, value in batch.items():  # what lies after the episode is padding
             pad = real if value.dim() == 2 else real.unsqueeze(-1)
             batch[key] = value * pad if value.dtype != torch.bool else value & pad
-        return SequenceBatch(**batch, mask=real[:, : self.train_len])
+        return WindowBatch(**batch, mask=real[:, : self.train_len])
 
-    def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
+    def sequence_loss(self, batch: WindowBatch) -> torch.Tensor:
         """The TD loss on every real step of whole episodes; padding carries none."""
         k = self.train_len
         q, _ = self.net(batch.obs, None, batch.episode_start)  # (b, k+1, A)

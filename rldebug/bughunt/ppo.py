@@ -26,9 +26,9 @@ from rldebug.bughunt.recall import RecallEnv
 from rldebug.recurrent import reset_state, rollout_with_resets
 
 __all__ = [
-    "ActorCritic",
-    "Rollout",
-    "Minibatch",
+    "RecallActorCritic",
+    "RecallRollout",
+    "RecallMinibatch",
     "RecurrentPPO",
     "Agent2",
     "Agent4",
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class ActorCritic(nn.Module):
+class RecallActorCritic(nn.Module):
     """obs -> GRUCell -> (policy logits, value)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: int = 32):
@@ -57,7 +57,7 @@ class ActorCritic(nn.Module):
         return self.pi(h), self.v(h).squeeze(-1)
 
 
-class Rollout(NamedTuple):
+class RecallRollout(NamedTuple):
     """What the rollout saw, batch first: B environments x T steps."""
 
     obs: torch.Tensor  # (B, T, D)
@@ -72,7 +72,7 @@ class Rollout(NamedTuple):
     mask: torch.Tensor  # (B, T) bool: valid steps (all of them here)
 
 
-class Minibatch(NamedTuple):
+class RecallMinibatch(NamedTuple):
     obs: torch.Tensor  # (b, T, D)
     episode_start: torch.Tensor  # (b, T)
     actions: torch.Tensor  # (b, T)
@@ -107,14 +107,14 @@ class RecurrentPPO:
         self.gen = torch.Generator().manual_seed(seed)
         self.env = RecallEnv(n_envs, seed=seed)
         self.obs_dim, self.n_actions = RecallEnv.obs_dim, RecallEnv.n_actions
-        self.net = ActorCritic(self.obs_dim, self.n_actions, hidden)
+        self.net = RecallActorCritic(self.obs_dim, self.n_actions, hidden)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.n_steps, self.n_epochs, self.n_minibatches = n_steps, n_epochs, n_minibatches
         self.clip, self.gamma, self.lam = clip, gamma, lam
         self.obs, self.start = self.env.reset()
         self.h: torch.Tensor | None = None  # the acting state, (B, H)
         self.value: torch.Tensor | None = None
-        self._cached: Rollout | None = None
+        self._cached: RecallRollout | None = None
 
     # -- acting --------------------------------------------------------------------------
     def _state_for(self, batch: int) -> torch.Tensor:
@@ -131,7 +131,7 @@ class RecurrentPPO:
         return logits
 
     @torch.no_grad()
-    def collect(self) -> Rollout:
+    def collect(self) -> RecallRollout:
         """Run every environment for ``n_steps`` steps with the current policy."""
         h0 = self._state_for(self.env.n_envs).clone()
         keys = ("obs", "episode_start", "actions", "logprobs", "values", "rewards", "terminated")
@@ -160,7 +160,7 @@ class RecurrentPPO:
         stacked = {
             k: torch.stack(v, dim=1) for k, v in steps.items()
         }  # T x (B, ...) -> (B, T, ...)
-        return Rollout(
+        return RecallRollout(
             **stacked,
             h0=h0,
             last_value=last_value,
@@ -176,7 +176,7 @@ class RecurrentPPO:
         )  # (B, T, D) -> (T, B, D) -> outputs (T, B, H)
         return self.net.heads(outs.transpose(0, 1))  # (T, B, H) -> (B, T, H)
 
-    def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    def advantages(self, r: RecallRollout) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(gamma, lambda); bootstraps from ``last_value`` after the last step."""
         adv = torch.zeros_like(r.rewards)
         running = torch.zeros_like(r.last_value)
@@ -188,21 +188,21 @@ class RecurrentPPO:
             adv[:, t] = running
         return adv, adv + r.values
 
-    def minibatches(self, r: Rollout, adv, returns) -> Iterator[Minibatch]:
+    def minibatches(self, r: RecallRollout, adv, returns) -> Iterator[RecallMinibatch]:
         """Minibatches of whole environment sequences, in a random order."""
         envs = torch.randperm(r.obs.shape[0], generator=self.gen)
         for idx in envs.chunk(self.n_minibatches):
-            yield Minibatch(
+            yield RecallMinibatch(
                 r.obs[idx], r.episode_start[idx], r.actions[idx], r.logprobs[idx],
                 adv[idx], returns[idx], r.h0[idx], r.mask[idx],
             )  # fmt: skip
 
-    def _new_logprobs(self, mb: Minibatch):
+    def _new_logprobs(self, mb: RecallMinibatch):
         logits, values = self.training_pass(mb.obs, mb.h0, mb.episode_start)
         dist = Categorical(logits=logits)  # (b, T, A)
         return dist.log_prob(mb.actions), values, dist.entropy()  # (b, T) each
 
-    def update(self, r: Rollout) -> None:
+    def update(self, r: RecallRollout) -> None:
         adv, returns = self.advantages(r)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         for _ in range(self.n_epochs):
@@ -301,14 +301,14 @@ class Agent7(RecurrentPPO):
 class Agent8(RecurrentPPO):
     """Suspect 8: recurrent PPO on the recall task."""
 
-    def minibatches(self, r: Rollout, adv, returns) -> Iterator[Minibatch]:
+    def minibatches(self, r: RecallRollout, adv, returns) -> Iterator[RecallMinibatch]:
         """Minibatches of T-step sequences from shuffled samples (decorrelated)."""
         batch, steps = r.actions.shape
         flat = torch.randperm(batch * steps, generator=self.gen)  # all B*T samples
         for idx in flat.chunk(self.n_minibatches):
             rows = idx.reshape(-1, steps)  # (b*T,) -> (b, T)
             env, t = rows // steps, rows % steps
-            yield Minibatch(
+            yield RecallMinibatch(
                 r.obs[env, t], r.episode_start[env, t], r.actions[env, t], r.logprobs[env, t],
                 adv[env, t], returns[env, t], r.h0[env[:, 0]], r.mask[env, t],
             )  # fmt: skip
