@@ -311,12 +311,12 @@ def hard_case_finals(
     }
     seeds = list(seeds)
     for seed in seeds if progress is None else progress(seeds):
-        fixed_9, fixed_10 = Agent9(seed), Agent10(seed)
-        if act_step is None:
-            fixed_9.act_step = partial(TwoLayerDQN.act_step, fixed_9)
-        else:
+        # The twins differ from their suspects in one method only: the same seed, the same run.
+        fixed_9, fixed_10 = TwoLayerDQN(seed), EpisodeDQN(seed)
+        if act_step is not None:  # the reader's fix, in the suspect's place
             fixed_9.act_step = partial(act_step, fixed_9.net)
-        fixed_10.td_loss = EpisodeDQN.td_loss.__get__(fixed_10) if td_loss is None else td_loss
+        if td_loss is not None:
+            fixed_10.td_loss = td_loss
         for name, agent in (
             ("suspect 9", Agent9(seed)),
             ("fixed 9", fixed_9),
