@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pytest
 
-from rldebug.checkers import ch02
+from rldebug.checkers import ch02, ch02_target
 from rldebug.checking import CheckFailed, not_implemented_stub
 
 
@@ -78,8 +78,8 @@ def test_a_copy_that_also_edits_the_online_list_is_named():
 
 def test_the_probe_sees_an_aliased_target_move():
     online = [np.ones((2, 3)), np.zeros(3)]
-    probe = ch02._probe_target(online, list(online))
+    probe = ch02_target._probe_target(online, list(online))
     assert probe.same_arrays == 2 and probe.moves_with_online and probe.moves_online
     online = [np.ones((2, 3)), np.zeros(3)]
-    probe = ch02._probe_target(online, [w.copy() for w in online])
+    probe = ch02_target._probe_target(online, [w.copy() for w in online])
     assert (probe.same_arrays, probe.shared, probe.moves_with_online) == (0, 0, False)
