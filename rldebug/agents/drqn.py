@@ -58,19 +58,26 @@ __all__ = [
 
 
 class QNetwork(nn.Module):
-    """obs (B, T, D) -> recurrent cell -> Q (B, T, A); the state is passed in and returned.
+    """obs (B, T, D) -> [encoder] -> recurrent cell -> Q (B, T, A); the state in and out.
 
     ``forward(obs, state=None, episode_start=None) -> (q, state)``: ``state`` is the state
     *before* ``obs[:, 0]`` (h (B, H) for a GRU, (h, c) for an LSTM; None: zeros) and
     ``episode_start`` (B, T) zeroes it before every step that starts an episode.
-    ``zero_state_every_step=True`` is the mistake of calling the network one step at a
-    time without its state: a feed-forward network.
+    ``encoder=E`` puts ``Linear(D, E) + ReLU`` before the cell (None: the cell reads the
+    observation itself). ``zero_state_every_step=True`` is the mistake of calling the
+    network one step at a time without its state: a feed-forward network.
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_size: int = 64, cell: str = "gru",
-                 *, zero_state_every_step: bool = False):  # fmt: skip
+                 *, encoder: int | None = None, zero_state_every_step: bool = False):  # fmt: skip
         super().__init__()
-        self.cell = make_cell(cell, obs_dim, hidden_size)
+        self.obs_dim = obs_dim
+        # A dense layer lets the cell read features of the observation: with the cell's
+        # gates alone, a Q-value that bends sharply in the observation is slow to learn.
+        self.encoder = nn.Identity()
+        if encoder is not None:
+            self.encoder = nn.Sequential(nn.Linear(obs_dim, encoder), nn.ReLU())
+        self.cell = make_cell(cell, encoder or obs_dim, hidden_size)
         self.head = nn.Linear(hidden_size, n_actions)  # uniform ±1/sqrt(H), like the cell
         self.zero_state_every_step = zero_state_every_step
 
@@ -78,9 +85,9 @@ class QNetwork(nn.Module):
         return self.cell.initial_state(batch_size)
 
     def forward(self, obs: torch.Tensor, state: State = None, episode_start=None):
-        if obs.dim() != 3 or obs.shape[-1] != self.cell.input_size:
+        if obs.dim() != 3 or obs.shape[-1] != self.obs_dim:
             raise ValueError(
-                f"obs must be (B, T, D) with D = {self.cell.input_size}, got "
+                f"obs must be (B, T, D) with D = {self.obs_dim}, got "
                 f"{tuple(obs.shape)}; for one step use .step(obs (B, D), state)"
             )
         batch, steps = obs.shape[:2]
@@ -91,7 +98,8 @@ class QNetwork(nn.Module):
         if self.zero_state_every_step:  # the mistake: every step starts from nothing
             episode_start = obs.new_ones(batch, steps)
         starts = None if episode_start is None else episode_start.transpose(0, 1)  # (T, B)
-        out, state = unroll(self.cell, obs.transpose(0, 1), state, starts)  # (T, B, H)
+        features = self.encoder(obs).transpose(0, 1)  # (B, T, E) -> (T, B, E)
+        out, state = unroll(self.cell, features, state, starts)  # (T, B, H)
         return self.head(out.transpose(0, 1)), state  # (T, B, H) -> (B, T, H) -> (B, T, A)
 
     def step(self, obs: torch.Tensor, state: State, episode_start=None):
@@ -104,7 +112,7 @@ class QNetwork(nn.Module):
             state = self.initial_state(obs.shape[0])  # the mistake
         elif episode_start is not None:
             state = reset_state(state, episode_start)  # zero before an episode's first obs
-        state = self.cell(obs, state)
+        state = self.cell(self.encoder(obs), state)
         return self.head(cell_output(state)), state
 
 
@@ -169,6 +177,7 @@ class Config:
     num_envs: int = 16  # environments per seed
     total_steps: int = 48_000  # environment steps per seed
     hidden_size: int = 64
+    encoder: int | None = None  # units of a Linear + ReLU before the cell (None: none)
     gamma: float = 0.9
     lr: float = 3e-3
     batch_size: int = 64  # sequences per seed per update
@@ -195,10 +204,14 @@ class Config:
     optimizer_step: bool = True  # False: gradients are computed and never applied
     target_network: bool = True  # False: the online net computes its own targets
     bootstrap_on_truncation: bool = True  # False: the time limit counts as a real end
+    one_episode_per_update: bool = False  # True: each update trains 1 whole replayed episode
+    skip_last_transition: bool = False  # True: an episode's last step is never stored
 
     def __post_init__(self):
         if self.cell not in ("gru", "lstm"):
             raise ValueError(f'cell must be "gru" or "lstm", got {self.cell!r}')
+        if self.encoder is not None and (type(self.encoder) is not int or self.encoder < 1):
+            raise ValueError(f"encoder must be None or a width >= 1, got {self.encoder!r}")
         if min(self.num_envs, self.batch_size, self.seq_len, self.eval_episodes) < 1:
             raise ValueError("num_envs, batch_size, seq_len and eval_episodes must be >= 1")
         if self.burn_in < 0 or self.train_every < 1 or self.target_update_every < 1:
@@ -302,7 +315,7 @@ def train(config: Config | None = None, seeds: Sequence[int] = (0,), *, progress
 
     # --- networks (one per seed, each built after torch.manual_seed(seed)), replay -------
     def make_net():
-        return QNetwork(obs_dim, n_actions, cfg.hidden_size, cfg.cell,
+        return QNetwork(obs_dim, n_actions, cfg.hidden_size, cfg.cell, encoder=cfg.encoder,
                         zero_state_every_step=not cfg.recurrence)  # fmt: skip
 
     q_net = SeedBatch(seeded(make_net, seeds))
@@ -373,7 +386,8 @@ def train(config: Config | None = None, seeds: Sequence[int] = (0,), *, progress
         ep_states[live, t + 1] = pack_state(state).reshape(m, -1)[live].numpy()  # (S, N, H)
         ep_t[live] += 1
         for i in np.flatnonzero((terminated | truncated) & ~crossing):  # an episode ended
-            length = ep_t[i]
+            # the mistake of a loop `while i < len(episode) - 1`: the last step is lost
+            length = ep_t[i] - 1 if cfg.skip_last_transition else ep_t[i]
             replays[i // n].add_episode(
                 ep_obs[i, : length + 1],
                 ep_actions[i, :length],
@@ -392,15 +406,17 @@ def train(config: Config | None = None, seeds: Sequence[int] = (0,), *, progress
         if step_after >= cfg.learning_starts and all(len(r) for r in replays) and due:
             update_start = time.perf_counter()
             for _ in range(due):
-                batch = to_torch(
-                    stack_batches(
-                        [r.sample(cfg.batch_size, cfg.seq_len, cfg.burn_in) for r in replays]
-                    )
-                )  # fmt: skip  (S, B, ...)
+                if cfg.one_episode_per_update:  # the mistake: 1 episode, from its first step
+                    samples = [r.sequences(r.rng.integers(len(r), size=1), np.zeros(1, int),
+                                           max_len, 0) for r in replays]  # fmt: skip
+                else:
+                    samples = [r.sample(cfg.batch_size, cfg.seq_len, cfg.burn_in) for r in replays]
+                batch = to_torch(stack_batches(samples))  # (S, B, ...)
                 if not cfg.stored_state:  # the mistake: every sequence starts from zeros
                     batch = batch._replace(initial_state=torch.zeros_like(batch.initial_state))
                 optimizer.zero_grad()
-                errors, mask = loss_fn(q_net, target_net, batch, cfg.gamma, cfg.burn_in,
+                burn_in = 0 if cfg.one_episode_per_update else cfg.burn_in
+                errors, mask = loss_fn(q_net, target_net, batch, cfg.gamma, burn_in,
                                        double=cfg.double, huber=cfg.huber, per_step=True)  # fmt: skip
                 loss_window.append(backward(errors, mask, per_step=cfg.backward_per_step))
                 if cfg.max_grad_norm is not None:

@@ -1,5 +1,6 @@
 """Chapter 7's experiments around the DRQN of :mod:`rldebug.agents.drqn`.
 
+* :data:`SINE_ROAD_RECIPE`: the DRQN for the question's own road, ``SineRoad-v0``;
 * :func:`final_returns`: train and keep only the final greedy returns (the mistakes chart);
 * :func:`q_from_episode_start`, :func:`training_pass_q`, :func:`q_value_discrepancy`: does
   the training pass see the Q-values the actor saw (R2D2's Q-value discrepancy)?
@@ -26,12 +27,36 @@ from rldebug.agents.drqn import Config, QNetwork, train, unpack_state
 from rldebug.episode_replay import EpisodeReplay, SequenceBatch, to_torch
 
 __all__ = [
+    "SINE_ROAD_RECIPE",
     "final_returns",
     "memoryless_dqn",
     "q_from_episode_start",
     "q_value_discrepancy",
     "training_pass_q",
 ]
+
+# The DRQN for SineRoad-v0 (position and time on the loop observed: a Markov observation),
+# ``drqn.Config(**SINE_ROAD_RECIPE)``. The Config defaults are the flickering road's; on this
+# road their GRU, reading the observation straight, learns slowly. Changed, and measured in
+# benchmarks/ch07_sine_road.py: a Linear + ReLU encoder before the cell (the main fix: the
+# Q-values bend sharply in position and time, which the cell's gates alone learn slowly),
+# then chapter 4's DQN settings for this road where they apply (gamma, learning rate,
+# number of environments, exploration) and four times as many updates per step.
+SINE_ROAD_RECIPE: dict[str, Any] = dict(
+    env_id="SineRoad-v0",
+    prev_action=False,  # the question's inputs, and chapter 4's DQN's: the observation only
+    encoder=128,
+    num_envs=8,
+    total_steps=16_000,
+    gamma=0.8,  # as chapter 4's DQN: a step's reward matters for about 5 steps
+    lr=5e-3,
+    train_every=8,  # one update of 64 sequences every 8 steps
+    target_update_every=100,
+    learning_starts=1_000,
+    eps_fraction=0.1875,  # epsilon reaches eps_end after 3,000 steps, as in chapter 4
+    eps_end=0.02,
+    eval_every=1_000,
+)
 
 
 def final_returns(config: Config | None = None, seeds: Sequence[int] = (0,)) -> np.ndarray:
