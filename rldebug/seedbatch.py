@@ -33,6 +33,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import stack_module_state, vmap
@@ -172,6 +173,7 @@ class SeedBatch(nn.Module):
         )
         self._param_names = list(params)
         self._buffer_names = list(buffers)
+        self._selected: torch.Tensor | None = None  # see select()
         for name, value in params.items():
             self.register_parameter(_flat(name), nn.Parameter(value.detach().clone()))
         for name, value in buffers.items():
@@ -185,7 +187,30 @@ class SeedBatch(nn.Module):
     def stacked(self) -> dict[str, torch.Tensor]:
         """Parameters and buffers by their plain names, each with the seed axis first."""
         names = self._param_names + self._buffer_names
-        return {n: getattr(self, _flat(n)) for n in names}
+        tensors = {n: getattr(self, _flat(n)) for n in names}
+        if self._selected is not None:  # a selection's seeds only, read at every call
+            tensors = {n: t[self._selected] for n, t in tensors.items()}
+        return tensors
+
+    def select(self, seeds: Sequence[int] | np.ndarray | torch.Tensor) -> SeedBatch:
+        """Some of the seeds (positions along the seed axis) as a batch of their own.
+
+        The selection shares this batch's weights and reads them at every call, so it
+        always sees the latest ones; its calls take inputs (len(seeds), ...), and a
+        backward pass through it leaves zeros in the gradient slices of the other seeds.
+        Training uses it to leave the seeds that stopped learning out of the computation.
+        """
+        index = torch.as_tensor(np.asarray(seeds), dtype=torch.long).reshape(-1)
+        if index.numel() and not (0 <= int(index.min()) and int(index.max()) < self.num_seeds):
+            raise IndexError(
+                f"seed positions {index.tolist()} out of range for {self.num_seeds} seeds"
+            )
+        if self._selected is not None:
+            raise ValueError("select from the full SeedBatch, not from a selection")
+        view = copy.copy(self)  # shares the parameter dict: the same tensors, not copies
+        view.__dict__["_selected"] = index
+        view.__dict__["num_seeds"] = int(index.numel())
+        return view
 
     def call(self, method: str, *args, **kwargs):
         """``method`` of every seed's network on its own slice of the inputs."""
@@ -203,10 +228,11 @@ class SeedBatch(nn.Module):
 
     def _layers(self):
         """(kind, layer, stacked weight, stacked bias) for each layer of the plain stack."""
+        weights = self.stacked()
         for name, layer in self.plain.named_children():
             if isinstance(layer, nn.Linear):
-                bias = None if layer.bias is None else self._parameters[_flat(f"{name}.bias")]
-                yield "linear", layer, self._parameters[_flat(f"{name}.weight")], bias
+                bias = None if layer.bias is None else weights[f"{name}.bias"]
+                yield "linear", layer, weights[f"{name}.weight"], bias
             else:
                 yield (
                     ("flatten" if isinstance(layer, nn.Flatten) else "activation"),
@@ -248,6 +274,8 @@ class SeedBatch(nn.Module):
         """A plain module holding seed k's current weights (a copy: for diagnostics)."""
         if not -self.num_seeds <= k < self.num_seeds:
             raise IndexError(f"seed index {k} out of range for {self.num_seeds} seeds")
+        if self._selected is not None:
+            raise ValueError("seed(k) reads the full SeedBatch, not a selection")
         single = copy.deepcopy(self.plain).to_empty(
             device=next(iter(self.stacked().values())).device
         )
@@ -258,6 +286,8 @@ class SeedBatch(nn.Module):
 
     def load_seed(self, k: int, module: nn.Module) -> None:
         """Overwrite seed k's weights with ``module``'s (a plain network of the same shape)."""
+        if self._selected is not None:
+            raise ValueError("load_seed writes into the full SeedBatch, not a selection")
         state = module.state_dict()
         with torch.no_grad():
             for n in self._param_names + self._buffer_names:

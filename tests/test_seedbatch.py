@@ -217,3 +217,38 @@ def test_a_feed_forward_stack_runs_layer_by_layer_with_the_same_values():
     with pytest.raises(ValueError, match="seed axis first"):
         batch(torch.zeros(2, 5, 4))
     assert not SeedBatch(seeded(lambda: _Net(), [0, 1]))._layer_by_layer  # recurrent: vmap
+
+
+def test_a_selection_of_seeds_shares_the_weights_and_leaves_the_others_gradient_zero():
+    from rldebug.nets import q_network
+
+    for make, layer_by_layer in ((lambda: q_network((4,), 2, (8, 8)), True), (_Net, False)):
+        batch = SeedBatch(seeded(make, [0, 1, 2]))
+        assert batch._layer_by_layer == layer_by_layer
+        chosen = batch.select([2, 0])
+        assert chosen.num_seeds == 2 and batch.num_seeds == 3
+        if layer_by_layer:
+            x = torch.randn(2, 5, 4)  # (S', B, 4)
+            args, full_args = (x,), (torch.stack([x[1], x[1], x[0]]),)  # seed 2 reads x[0]
+        else:
+            x, h = torch.randn(2, 4, 3, 3), torch.zeros(2, 3, 5)  # (S', T, B, 3), (S', B, H)
+            args, full_args = (x, h), (torch.stack([x[1], x[1], x[0]]), torch.zeros(3, 3, 5))
+        out, full = chosen(*args), batch(*full_args)
+        if not layer_by_layer:
+            out, full = out[0], full[0]  # the Q-values, not the state
+        torch.testing.assert_close(out[0], full[2])
+        torch.testing.assert_close(out[1], full[0])
+        out.square().sum().backward()
+        for p in batch.parameters():  # seed 1 was left out: its gradient slices are zero
+            assert p.grad[1].abs().sum() == 0 and p.grad[[0, 2]].abs().sum() > 0
+        with torch.no_grad():  # the selection reads the weights at every call
+            for p in batch.parameters():
+                p[2].add_(1.0)
+        again = chosen(*args) if layer_by_layer else chosen(*args)[0]
+        assert not torch.equal(again[0], out[0]) and torch.equal(again[1], out[1])
+    with pytest.raises(IndexError, match="out of range"):
+        batch.select([3])
+    with pytest.raises(ValueError, match="full SeedBatch"):
+        chosen.select([0])
+    with pytest.raises(ValueError, match="full SeedBatch"):
+        chosen.seed(0)

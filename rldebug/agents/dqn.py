@@ -52,7 +52,6 @@ from rldebug.seedbatch import (
     clip_grad_norm_per_seed,
     freeze_adam_seed,
     grad_norm_per_seed,
-    per_seed,
     seeded,
 )
 from rldebug.training import as_vector_env, linear_schedule, make_vec_env
@@ -211,10 +210,10 @@ def td_targets(
     with torch.no_grad():
         next_q_all = target_net(batch.next_obs)  # (B, A)
         if double:
-            next_actions = q_net(batch.next_obs).argmax(dim=1, keepdim=True)  # (B, 1)
+            next_actions = q_net(batch.next_obs).argmax(dim=-1, keepdim=True)  # (B, 1)
         else:
-            next_actions = next_q_all.argmax(dim=1, keepdim=True)  # (B, 1)
-        next_q = next_q_all.gather(1, next_actions).squeeze(1)  # (B, 1) -> (B,)
+            next_actions = next_q_all.argmax(dim=-1, keepdim=True)  # (B, 1)
+        next_q = next_q_all.gather(-1, next_actions).squeeze(-1)  # (B, 1) -> (B,)
         ended = batch.terminated
         if not bootstrap_on_truncation:
             ended = torch.maximum(batch.terminated, batch.truncated)
@@ -238,9 +237,13 @@ def dqn_loss(
     Only the taken action's output gets an error (``gather``); the target is a constant
     (semi-gradient). Huber is quadratic for errors below 1 and linear above, so one
     surprising target moves the weights by a bounded amount.
+
+    Axes count from the right (``dim=-1``) and the mean is over the last axis, so these same
+    lines also take S seeds at once: :class:`SeedBatch` networks and batches (S, B, ...)
+    give S losses (S,), each seed's mean over its own batch.
     """
     q_values = q_net(batch.obs)  # (B, A)
-    q_sa = q_values.gather(1, batch.actions.long().unsqueeze(1)).squeeze(1)  # (B, 1) -> (B,)
+    q_sa = q_values.gather(-1, batch.actions.long().unsqueeze(-1)).squeeze(-1)  # (B, 1) -> (B,)
     targets = td_targets(
         q_net,
         target_net,
@@ -249,10 +252,11 @@ def dqn_loss(
         double=double,
         bootstrap_on_truncation=bootstrap_on_truncation,
     )  # (B,), no gradient
-    if huber:
-        loss = F.huber_loss(q_sa, targets, delta=huber_delta)  # delta=1: F.smooth_l1_loss
+    if huber:  # delta=1: F.smooth_l1_loss
+        errors = F.huber_loss(q_sa, targets, delta=huber_delta, reduction="none")  # (B,)
     else:
-        loss = F.mse_loss(q_sa, targets)
+        errors = F.mse_loss(q_sa, targets, reduction="none")  # (B,)
+    loss = errors.mean(dim=-1)  # the batch mean: a scalar (S seeds: (S,))
     if return_parts:
         return loss, LossParts(q_values=q_values, q_sa=q_sa, targets=targets)
     return loss
@@ -339,15 +343,14 @@ def train(
     target_nets.requires_grad_(False)  # only ever changed by update_target
     # S independent Adams; fused: one kernel for all the stacked weights, same arithmetic
     optimizer = torch.optim.Adam(q_nets.parameters(), lr=cfg.lr, fused=True)
-    loss_fn = per_seed(
-        functools.partial(
-            dqn_loss,
-            double=cfg.double,
-            huber=cfg.huber,
-            huber_delta=cfg.huber_delta,
-            bootstrap_on_truncation=cfg.bootstrap_on_truncation,
-            return_parts=True,
-        )
+    # dqn_loss runs every seed at once as written: its nets take (S, B, ...) batches
+    loss_fn = functools.partial(
+        dqn_loss,
+        double=cfg.double,
+        huber=cfg.huber,
+        huber_delta=cfg.huber_delta,
+        bootstrap_on_truncation=cfg.bootstrap_on_truncation,
+        return_parts=True,
     )
     buffer = SeedReplay(S, cfg.buffer_size, obs_shape)
     # holds each env's last n_step steps until they make an n-step transition (n = 1: none)
@@ -420,14 +423,18 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             due = step_after // cfg.train_every - step // cfg.train_every
-            learning_now = torch.as_tensor(learning)
+            learners = np.flatnonzero(learning)  # (S',) positions of the seeds still learning
+            if len(learners) == S:
+                q_learners, target_learners = q_nets, target_nets
+            else:  # the stopped seeds leave the computation (their gradient slices stay 0)
+                q_learners, target_learners = q_nets.select(learners), target_nets.select(learners)
             for _ in range(due):
-                batch = buffer.sample(cfg.batch_size, rngs, learning)  # (S, B, ...)
+                batch = buffer.sample(cfg.batch_size, rngs, learners)  # (S', B, ...)
                 # region learn
                 # an n-step transition bootstraps n steps ahead: gamma ** n_step
-                losses, parts = loss_fn(q_nets, target_nets, batch, cfg.gamma**cfg.n_step)
+                losses, parts = loss_fn(q_learners, target_learners, batch, cfg.gamma**cfg.n_step)
                 optimizer.zero_grad()
-                losses[learning_now].sum().backward()  # slice k of each grad: d loss_k / d theta_k
+                losses.sum().backward()  # slice k of each grad: d loss_k / d theta_k
                 if cfg.max_grad_norm is not None:  # each seed clipped on its own
                     norms = clip_grad_norm_per_seed(q_nets.parameters(), cfg.max_grad_norm)
                 else:
@@ -439,9 +446,13 @@ def train(
                     n_target_updates += 1
                 # endregion
                 with torch.no_grad():
-                    max_q = parts.q_values.max(dim=2).values.mean(dim=1)  # (S, B, A) -> (S,)
-                    td = (parts.targets - parts.q_sa).abs().mean(dim=1)  # (S, B) -> (S,)
-                    window.append(torch.stack([losses, max_q, td, norms, learning_now]))
+                    logged = torch.zeros(5, S)  # loss, max Q, TD, grad norm, learning
+                    logged[0, learners] = losses
+                    max_q = parts.q_values.max(dim=2).values  # (S', B, A) -> (S', B)
+                    logged[1, learners] = max_q.mean(dim=1)  # (S', B) -> (S',)
+                    logged[2, learners] = (parts.targets - parts.q_sa).abs().mean(dim=1)
+                    logged[3], logged[4, learners] = norms, 1.0
+                    window.append(logged)
 
         # 4. log and evaluate
         is_last = iteration == n_iterations - 1

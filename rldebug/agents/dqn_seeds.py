@@ -131,23 +131,24 @@ class SeedReplay:
         self.pos = (self.pos + count) % self.capacity
         self.size = np.minimum(self.size + count, self.capacity)
 
-    def sample(self, batch_size: int, rngs: list, draw: np.ndarray) -> Transitions:
-        """(S, B) transitions: seed k's drawn uniformly with replacement by ``rngs[k]``.
+    def sample(self, batch_size: int, rngs: list, seeds: np.ndarray) -> Transitions:
+        """(S', B) transitions for the S' seed positions in ``seeds``: seed k's drawn
+        uniformly with replacement by ``rngs[k]``.
 
-        Only the seeds with ``draw`` True draw (the others get row 0, unused), so a seed
-        that stopped learning leaves its generator where its run alone would leave it.
+        The seeds left out do not draw, so a seed that stopped learning leaves its generator
+        where its run alone would leave it.
         """
-        S = len(self.size)
-        idx = np.zeros((S, batch_size), dtype=np.int64)
-        for k in np.flatnonzero(draw):
-            idx[k] = rngs[k].integers(0, self.size[k], size=batch_size)  # (B,)
+        seeds = np.asarray(seeds, dtype=np.int64)
+        idx = np.zeros((len(seeds), batch_size), dtype=np.int64)  # (S', B)
+        for row, k in enumerate(seeds):
+            idx[row] = rngs[k].integers(0, self.size[k], size=batch_size)
         # row (k, i) of an (S, capacity, ...) array is row k * capacity + i of its flat view:
         # one np.take for all seeds, several times faster than the fancy index arr[k, idx]
-        flat = (np.arange(S)[:, None] * self.capacity + idx).reshape(-1)  # (S * B,)
+        flat = (seeds[:, None] * self.capacity + idx).reshape(-1)  # (S' * B,)
 
         def take(arr: np.ndarray) -> np.ndarray:
-            rows = arr.reshape(S * self.capacity, *arr.shape[2:])
-            return np.take(rows, flat, axis=0).reshape(S, batch_size, *arr.shape[2:])
+            rows = arr.reshape(-1, *arr.shape[2:])  # (S, capacity, ...) -> (S * capacity, ...)
+            return np.take(rows, flat, axis=0).reshape(len(seeds), batch_size, *arr.shape[2:])
 
         return to_torch(Transitions(*(take(a) for a in self._arrays())))
 
