@@ -133,8 +133,13 @@ class DQNConfig:
     eval_every: int = 500
     eval_episodes: int = 20
     solved_at: float = 475.0
+    # A member >= solved_at on two evaluations in a row is only a candidate: 20 episodes can be
+    # lucky. It is replayed on confirm_episodes new episodes and saved if their mean is at
+    # least confirm_at; a network that fails one start in a hundred does not pass.
+    confirm_episodes: int = 100
+    confirm_at: float = 499.0
     stop_when_solved: bool = True
-    keep_solved_checkpoint: bool = True  # return each member as it was when first solved
+    keep_solved_checkpoint: bool = True  # return each member as it was when saved
     dtype: type = np.float32
     bugs: Bugs = field(default_factory=Bugs)
 
@@ -242,15 +247,16 @@ def evaluate(net: MLP, n_episodes: int = 20, seed: int = 10_000) -> np.ndarray:
 class TrainResult(NamedTuple):
     """What :func:`train` measured, per member (seed)."""
 
-    net: MLP  # the final networks (each member's checkpoint when it was first solved)
+    net: MLP  # the final networks (each member's checkpoint, where it was saved)
     eval_steps: np.ndarray  # (K,) the steps at which the greedy policies were evaluated
     eval_returns: np.ndarray  # (E, K) mean greedy return at those steps
     episode_returns: list[list[float]]  # per member, training episode returns in order
     losses: np.ndarray  # (n_updates, E) mean Huber loss of every update
-    solved_step: np.ndarray  # (E,) first step with two evaluations >= solved_at in a row; -1
+    solved_step: np.ndarray  # (E,) the step each member was saved (solved, then confirmed); -1
     steps: int  # environment steps taken per member
     last_net: MLP  # the networks as they were when training stopped, before any restore
     signed_grads: np.ndarray  # (n_updates, E) mean dL/dQ(s, a) of every update: signs cancel
+    rejected: np.ndarray  # (E,) candidates the confirmation turned down before the save
 
 
 def train(
@@ -263,8 +269,10 @@ def train(
     ``progress``: the label of a progress bar (none when ``None``).
 
     Early stopping: a member whose greedy policy scores ``>= solved_at`` on two
-    evaluations in a row is *solved*; its parameters are saved then and returned. Training
-    stops when every member is solved (``stop_when_solved``) or at ``total_steps``.
+    evaluations in a row is a *candidate*. It is replayed on ``confirm_episodes`` new
+    episodes; if their mean is ``>= confirm_at`` the member is *solved*, and its parameters
+    are saved then and returned. Training stops when every member is solved
+    (``stop_when_solved``) or at ``total_steps``.
     """
     cfg, n, bugs = config, len(seeds), config.bugs
     rng = np.random.default_rng(list(seeds))  # actions, exploration and minibatches
@@ -318,6 +326,7 @@ def train(
     episode_returns: list[list[float]] = [[] for _ in range(n)]
     solved_step = np.full(n, -1)
     passed_once = np.zeros(n, dtype=bool)
+    rejected = np.zeros(n, dtype=np.int64)
     best = [p.copy() for p in net.params]
     steps = 0
     bar = tqdm(total=cfg.total_steps, desc=progress, unit="step") if progress else None
@@ -354,13 +363,18 @@ def train(
         if step % cfg.target_every == 0:
             target.copy_from(net)
 
-        # evaluate greedily; save each member the first time it is solved twice in a row
+        # evaluate greedily; a member solved twice in a row is confirmed, then saved
         if step % cfg.eval_every == 0:
             score = evaluate(net, cfg.eval_episodes, seed=step).mean(axis=1)
             eval_steps.append(step)
             eval_returns.append(score)
             passed = score >= cfg.solved_at
             newly = passed & passed_once & (solved_step < 0)
+            if newly.any() and cfg.confirm_episodes > 0:
+                # new starts: the evaluations use seed = step, a final test its own seed
+                confirm = evaluate(net, cfg.confirm_episodes, seed=1_000_000 + step).mean(axis=1)
+                rejected += newly & (confirm < cfg.confirm_at)
+                newly &= confirm >= cfg.confirm_at
             for e in np.flatnonzero(newly):
                 solved_step[e] = step
                 for saved, p in zip(best, net.params):
@@ -389,4 +403,5 @@ def train(
         steps,
         last_net,
         np.array(signed_grads).reshape(-1, n),
+        rejected,
     )

@@ -173,3 +173,22 @@ def test_signed_gradient_is_the_mean_of_dl_dq():
     a, y, mask = np.array([[1, 1]]), np.array([[0.0, 10.0]]), np.ones((1, 2))
     loss, g = dqn_loss_grad(q, a, y, mask)
     assert loss[0] == pytest.approx(4.5) and g[..., 1].sum() == pytest.approx(0.0)
+
+
+def test_a_candidate_is_saved_only_once_confirmed(monkeypatch):
+    """Two evaluations >= 475 in a row make a candidate; the save waits for the confirmation."""
+    import rldebug.numpy_dqn as numpy_dqn
+
+    def fake_evaluate(net, n_episodes=20, seed=0):
+        # every evaluation passes; the confirmation (100 episodes) passes from step 2000 on
+        score = 500.0 if n_episodes == 20 or seed >= 1_000_000 + 2_000 else 490.0
+        return np.full((net.lead[0], n_episodes), score)
+
+    monkeypatch.setattr(numpy_dqn, "evaluate", fake_evaluate)
+    cfg = DQNConfig(total_steps=3_000, learning_starts=5_000, eval_every=500)
+    result = train(cfg, [0, 1])
+    # candidates at 1000 and 1500 are turned down, the one at 2000 is saved and ends training
+    assert result.solved_step.tolist() == [2_000, 2_000] and result.steps == 2_000
+    assert result.rejected.tolist() == [2, 2]
+    no_confirmation = train(DQNConfig(**{**vars(cfg), "confirm_episodes": 0}), [0, 1])
+    assert no_confirmation.solved_step.tolist() == [1_000, 1_000]
