@@ -74,7 +74,7 @@ def test_dqn_passes_and_the_broadcast_subclass_is_caught():
     model, _ = _dqn()
     before = [p.detach().clone() for p in model.policy.parameters()]
     good = rldebug.diagnose(model, show=False)
-    assert good.passed == ["gradient mask"] and not good.failed, str(good)
+    assert good["gradient mask"].passed and not good.failed, str(good)
     assert all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
     bad = rldebug.diagnose(_dqn(BroadcastDQN)[0], show=False)
     assert bad.failed == ["gradient mask"]

@@ -29,6 +29,8 @@ bug, or from an agent that is still early in its exploration). A loss that write
 ordinary, at a large one the values diverge, and Q-values with NaN are refused with an
 error that says so. Its fingerprint is in the gradient: ``gradient_mask_report`` sees
 each row send gradient to several outputs.
+
+:func:`collapse_check` is the "one action" row of ``rldebug.diagnose``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ActionCollapseReport", "action_collapse"]
+__all__ = ["ActionCollapseReport", "action_collapse", "collapse_check"]
 
 VERDICTS = {
     "ok": "no sign of collapse",
@@ -198,3 +200,64 @@ def action_collapse(
         taken_from_uniform=taken_from_uniform,
         verdict=verdict,
     )
+
+
+UNTRAINED = (
+    "A network before training shows this too (its output biases outweigh its inputs), so "
+    "it only warns: judge it after training, on states your agent meets."
+)
+
+
+def batch_states(batch) -> torch.Tensor:
+    """The observations of a replay batch (``obs``, ``observations`` or ``states``)."""
+    from rldebug.diagnostics.gradients import OBS_FIELDS, _field
+
+    obs = _field(batch, OBS_FIELDS)
+    if not isinstance(obs, torch.Tensor):
+        raise ValueError(f"the batch has no observations as a tensor (fields {OBS_FIELDS})")
+    return obs
+
+
+def states_or_random(states, obs_dim: int) -> tuple[torch.Tensor, bool]:
+    """``states`` as a float tensor (S, obs_dim), or 256 random inputs when None; and
+    whether they are random."""
+    if states is None:
+        return torch.randn(256, obs_dim, generator=torch.Generator().manual_seed(0)), True
+    states = torch.as_tensor(states, dtype=torch.float32)
+    if states.ndim != 2 or states.shape[1] != obs_dim or len(states) < 2:
+        raise ValueError(f"states must be (S >= 2, {obs_dim}), got shape {tuple(states.shape)}")
+    return states, False
+
+
+def collapse_check(q_network, states, *, random_inputs: bool = False) -> tuple:
+    """The "one action" row of ``rldebug.diagnose``: :func:`action_collapse` on Q(states, .).
+
+    ``states``: (S, obs_dim) observations (``random_inputs``: drawn at random, not met by an
+    agent). Returns (status, summary, report, details), status "pass", "FAIL" or "warn".
+    Tied values, an output blind to the state and diverged values fail; one greedy action in
+    most states only warns, since an untrained network shows it too.
+    """
+    with torch.no_grad():
+        q = q_network(states)
+    while isinstance(q, (tuple, list)):  # (logits, value) or (out, state): the first
+        q = q[0]
+    if not isinstance(q, torch.Tensor) or q.ndim != 2 or q.shape[1] < 2:
+        shape = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
+        raise ValueError(f"the output is {shape}, not (states, actions) with 2+ actions")
+    where = f"{len(q)} random inputs" if random_inputs else f"{len(q)} of the agent's states"
+    try:
+        report = action_collapse(q)
+    except ValueError as err:  # NaN or inf: the values diverged
+        return "FAIL", f"Q is NaN or inf on {where}: the values diverged", err, str(err)
+    summary = (
+        f"greedy action {report.common_action} in {report.greedy_share:.0%} of {where}; "
+        f"spread over actions {report.spread_over_actions:.3g}"
+    )
+    if report.verdict in ("tied", "state_blind"):
+        return "FAIL", f"{summary}: {report.verdict.upper()}", report, str(report)
+    if report.verdict == "one_action":
+        details = f"{report}. {UNTRAINED}"
+        if random_inputs:
+            details += " Pass states= (observations your agent meets) to judge it on them."
+        return "warn", f"{summary}: ONE ACTION (or untrained)", report, details
+    return "pass", summary, report, str(report)

@@ -12,8 +12,8 @@
 * a layer with ``forward`` and ``backward`` methods (numpy), with ``inputs={...}``;
 * a hooks object, like the agents of chapter 9 (see :data:`CHECKS` for the hook names).
 
-It returns a :class:`Diagnosis`: one :class:`Check` per diagnostic, "pass", "FAIL" or
-"not run" (with what it would need), and prints it as a short table.
+It returns a :class:`Diagnosis`: one :class:`Check` per diagnostic, "pass", "FAIL", "warn"
+or "not run" (with what it would need), and prints it as a short table.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rldebug.diagnostics.adapters import as_sequence_fn, positional_parameters
+from rldebug.diagnostics.collapse import batch_states, states_or_random
 from rldebug.integrations import is_sb3_model
 
 __all__ = ["Check", "Diagnosis", "diagnose", "CHECKS"]
@@ -39,12 +40,13 @@ FIX_LEAK = (
     "Pass the state in and out, forward(obs, state) -> (out, state), and start each episode "
     "from None (or give the module a reset_state() method and call it at every episode start)."
 )
+STATUSES = ("pass", "FAIL", "warn", "not run")
 RESET_METHODS = ("reset_state", "reset_states", "reset_hidden", "reset_memory", "reset")
 
 
 @dataclass
 class Check:
-    """One diagnostic's verdict: ``status`` is "pass", "FAIL" or "not run"."""
+    """One diagnostic's verdict: ``status`` is "pass", "FAIL", "warn" or "not run"."""
 
     name: str
     status: str
@@ -92,12 +94,12 @@ class Diagnosis:
             text = textwrap.shorten(c.summary, 100, placeholder=" ...")
             lines.append(f"  {c.name:<19} {c.status:<8} {text}")
         for c in self.checks:
-            if c.status == "FAIL" and c.details:
+            if c.status in ("FAIL", "warn") and c.details:
                 lines += textwrap.wrap(f"{c.name}: {c.details}", 100, subsequent_indent="  ")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        counts = {s: sum(c.status == s for c in self.checks) for s in ("pass", "FAIL", "not run")}
+        counts = {s: sum(c.status == s for c in self.checks) for s in STATUSES}
         return (
             f"Diagnosis({self.target!r}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
         )
@@ -200,6 +202,13 @@ def _burn_in(h):
     return report.ok, str(report), report
 
 
+def _one_action(h):
+    from rldebug.diagnostics.collapse import collapse_check
+
+    q_network, states, random_inputs = h.collapse_inputs()
+    return collapse_check(q_network, states, random_inputs=random_inputs)
+
+
 def _gradient_check(h):
     from rldebug.diagnostics.gradcheck import check_layer
 
@@ -225,6 +234,8 @@ CHECKS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
                          "hooks", _truncation),
     "burn-in gradient": (("sample_sequence_batch", "sequence_loss", "burn_in"),
                          "sample_sequence_batch, sequence_loss and burn_in hooks", _burn_in),
+    "one action": (("collapse_inputs",), "a Q-network and states: collapse_inputs() -> "
+                   "(q_network, states, random_inputs)", _one_action),
     "gradient check": (("forward", "backward", "inputs"), "a layer with forward and backward "
                        "methods, and inputs={name: array}", _gradient_check),
 }  # fmt: skip
@@ -259,7 +270,8 @@ def _run(hooks: Any, target: str, extra: tuple[str, ...] = ()) -> Diagnosis:
             diagnosis.checks.append(Check(name, "not run", text, err, text))
             continue
         text = details[0] if details else (str(report) if report is not None else summary)
-        diagnosis.checks.append(Check(name, "pass" if passed else "FAIL", summary, report, text))
+        status = passed if isinstance(passed, str) else ("pass" if passed else "FAIL")
+        diagnosis.checks.append(Check(name, status, summary, report, text))
     return diagnosis
 
 
@@ -308,7 +320,7 @@ def _call_on_observations(module: nn.Module, obs: torch.Tensor) -> Any:
         ) from err
 
 
-def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first: bool | None) -> tuple:
+def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first, states) -> tuple:
     obs_dim = obs_dim or _infer_obs_dim(module)
     if not obs_dim:
         raise ValueError(
@@ -345,7 +357,7 @@ def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first: bool | No
         twin = copy.deepcopy(snapshot)
         torch.manual_seed(seed)
         outputs.append(_first_tensor(_call_on_observations(twin, obs)))
-    if not torch.equal(outputs[0], outputs[1]):
+    if not torch.allclose(outputs[0], outputs[1], rtol=0, atol=0, equal_nan=True):  # NaN: same
         raise ValueError(
             f"{name} gives different outputs for the same input in the same state: it samples "
             "(actions, noise) or uses dropout. diagnose needs deterministic outputs: call "
@@ -353,8 +365,9 @@ def _module_hooks(module: nn.Module, obs_dim: int | None, batch_first: bool | No
             "the sampled action."
         )
     again = _first_tensor(_call_on_observations(twin, obs))
-    if torch.equal(again, outputs[1]):
-        hooks = Hooks(obs_dim=obs_dim)
+    if torch.allclose(again, outputs[1], rtol=0, atol=0, equal_nan=True):
+        inputs = states_or_random(states, obs_dim)  # (S, obs_dim), and whether random
+        hooks = Hooks(obs_dim=obs_dim, collapse_inputs=lambda: (module, *inputs))
         hooks.reasons = {
             "memory probe": "the model is feed-forward (same input, same output): no memory",
             "leak test": "the model is feed-forward: no state to leak",
@@ -407,6 +420,7 @@ def _loss_hooks(loss_fn: Callable, batch: Any, model: Any, target: Any) -> tuple
             "model=q_net, target=target_net)"
         )
     hooks = Hooks(q_network=model, loss_fn=loss_fn, sample_batch=lambda: batch)
+    hooks.collapse_inputs = lambda: (model, batch_states(batch), False)  # one-action check
     if target is not None:
         hooks.target_network = target
     hooks.reasons = {
@@ -426,13 +440,16 @@ def diagnose(
     obs_dim: int | None = None,
     inputs: dict | None = None,
     batch_first: bool | None = None,
+    states: Any = None,
     show: bool = True,
     seed: int = 0,
 ) -> Diagnosis:
     """Run every diagnostic that applies to ``obj`` (see the module's docstring).
 
     ``obs_dim`` is the size of one observation (read from the model when it can be);
-    ``batch_first=False`` declares a sequence model that reads (T, B, D). Prints the table
+    ``batch_first=False`` declares a sequence model that reads (T, B, D). ``states`` (S,
+    obs_dim): observations your agent meets, for the one-action check of a feed-forward
+    network (without them it reads Q on random inputs). Prints the table
     unless ``show=False`` and returns the :class:`Diagnosis`. The model's weights are left
     as they were; its environment and random generators move on.
     """
@@ -455,7 +472,7 @@ def diagnose(
         hooks.reasons = reasons
         target_text = f"a stable-baselines3 {what} (obs_dim {hooks.obs_dim})"
     elif isinstance(obj, nn.Module) and batch is None:
-        hooks, target_text = _module_hooks(obj, obs_dim, batch_first)
+        hooks, target_text = _module_hooks(obj, obs_dim, batch_first, states)
         hooks.reasons.setdefault(
             "first-epoch check", "a module has no rollout: pass the PPO model itself"
         )

@@ -285,6 +285,13 @@ class DQNHooks:
             )
         return buffer.sample(self.batch_size, env=self.model._vec_normalize_env)
 
+    def collapse_inputs(self) -> tuple:
+        """The Q-network and up to 1,000 replayed observations, for the one-action check."""
+        self.sample_batch()  # an empty buffer is refused with a clear message
+        buffer = self.model.replay_buffer
+        batch = buffer.sample(min(1_000, buffer.size()), env=self.model._vec_normalize_env)
+        return self.q_network, batch.observations, False
+
     def loss_fn(self, q_network: Any, batch: Any) -> None:
         model, buffer = self.model, self.model.replay_buffer
         saved = (
