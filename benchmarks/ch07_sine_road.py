@@ -82,8 +82,8 @@ def main() -> None:
     lines = [
         "# Chapter 7: the question's own road",
         "",
-        f"Seeds {seeds[0]}-{seeds[-1]}, each agent trained alone per row (all seeds side by "
-        "side). Every agent reads the observation alone (no previous action). Final: the "
+        f"Seeds {seeds[0]}-{seeds[-1]} (tuning seeds), the seeds of a row trained side by "
+        "side. Every agent reads the observation alone (no previous action). Final: the "
         "mean greedy return on 16 evaluation roads (the same roads for every agent) at the "
         f"end of training. Reached {THRESHOLD:.0f}: the seeds whose evaluation mean reached "
         f"{THRESHOLD:.0f} (90% of the oracle's 200) at some evaluation, and the median of the "
