@@ -135,7 +135,7 @@ class DQNConfig:
     solved_at: float = 475.0
     # A member >= solved_at on two evaluations in a row is only a candidate: 20 episodes can be
     # lucky. It is replayed on confirm_episodes new episodes and saved if their mean is at
-    # least confirm_at; a network that fails one start in a hundred does not pass.
+    # least confirm_at: a network whose pole falls early on one start in 100 does not pass.
     confirm_episodes: int = 100
     confirm_at: float = 499.0
     stop_when_solved: bool = True
