@@ -5,7 +5,7 @@ sequences replayed from whole episodes; Kapturowski et al. (2019, R2D2) showed h
 those sequences: from the hidden state the actor had (the *stored state*), after a
 *burn-in* that unrolls a prefix without gradient. Read top to bottom:
 
-* :class:`QNetwork`: obs -> GRU or LSTM cell -> Q-values, the state passed in and out;
+* :class:`QNetwork`: obs -> [encoder] -> GRU or LSTM cell -> Q-values, the state in and out;
 * :func:`drqn_loss`: burn-in without gradient, a masked TD loss over the sequence, and a
   target network unrolled over the *same* sequence from the *same* initial state;
 * :func:`train`: collect with many environments, store whole episodes, learn from
