@@ -41,6 +41,7 @@ from rldebug.agents.dqn_seeds import (
     logged_fields,
     stack_obs,
     step_envs,
+    update_log,
     window_means,
 )
 from rldebug.nets import q_network
@@ -445,14 +446,7 @@ def train(
                     update_target(target_nets, q_nets, cfg.tau)
                     n_target_updates += 1
                 # endregion
-                with torch.no_grad():
-                    logged = torch.zeros(5, S)  # loss, max Q, TD, grad norm, learning
-                    logged[0, learners] = losses
-                    max_q = parts.q_values.max(dim=2).values  # (S', B, A) -> (S', B)
-                    logged[1, learners] = max_q.mean(dim=1)  # (S', B) -> (S',)
-                    logged[2, learners] = (parts.targets - parts.q_sa).abs().mean(dim=1)
-                    logged[3], logged[4, learners] = norms, 1.0
-                    window.append(logged)
+                window.append(update_log(S, learners, losses, parts, norms))
 
         # 4. log and evaluate
         is_last = iteration == n_iterations - 1

@@ -20,6 +20,7 @@ __all__ = [
     "logged_fields",
     "stack_obs",
     "step_envs",
+    "update_log",
     "window_means",
 ]
 
@@ -66,6 +67,19 @@ def join_seed_results(parts: list) -> dict:
     for name in ("q_nets", "episode_steps", "episode_returns", "episode_discounted_returns"):
         joined[name] = [x for p in parts for x in getattr(p, name)]  # one entry per seed
     return joined
+
+
+def update_log(S: int, learners: np.ndarray, losses, parts, norms) -> torch.Tensor:
+    """(5, S) loss, max Q, TD error, grad norm and 1 (learning) of one update; zeros for
+    the seeds that made none (``learners`` are the S' positions that did)."""
+    with torch.no_grad():
+        logged = torch.zeros(5, S)
+        logged[0, learners] = losses.detach()
+        max_q = parts.q_values.max(dim=2).values  # (S', B, A) -> (S', B)
+        logged[1, learners] = max_q.mean(dim=1)  # (S', B) -> (S',)
+        logged[2, learners] = (parts.targets - parts.q_sa).abs().mean(dim=1)
+        logged[3], logged[4, learners] = norms, 1.0
+    return logged
 
 
 def window_means(window: list[torch.Tensor], S: int) -> np.ndarray:
