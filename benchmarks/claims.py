@@ -101,6 +101,13 @@ CLAIMS = [
     Claim("ch08", "road_gap", "SineRoadFlicker-v0: GRU PPO ahead of memoryless by > 50", "k_of_n", 7, "(gap > 50).sum() >= {k}"),
     Claim("ch08", "road_mean", "SineRoadFlicker-v0: GRU PPO mean final return > -65", "block", -65, "road_rec.eval_returns[-1].mean() > -65"),
     Claim("ch08", "road_mean_minus_mlp_best", "GRU PPO mean above the memoryless best seed", "block", 0, "road_rec.eval_returns[-1].mean() > road_mlp.eval_returns[-1].max()"),
+    Claim("ch09", "taxi_final", "fixed Taxi twin (seed 0 in the notebook): final greedy return >= 5", "every", 4.5, "values[-1] >= 5", n=1),
+    Claim("ch09", "taxi_gain", "fixed Taxi twin: return gained over training >= 500", "every", 500, "values[-1] - values[0] >= 500", n=1),
+    Claim("ch09", "recall_last3", "fixed recall twins (PPO, DRQN): last three evaluations >= 0.85 reward per step", "every", 0.85, "values[-3:].mean() >= 0.85", n=2),
+    Claim("ch09", "recall_gain", "fixed recall twins: gain over training >= 0.25 reward per step", "every", 0.25, "values[-3:].mean() - values[0] >= 0.25", n=2),
+    Claim("ch09", "near3", "suspect 3 (Taxi) ends within 1.0 of its twin: suspect - twin + 1.0", "every", 0, '("agent_3", 1.0)', n=1),
+    Claim("ch09", "near5", "suspect 5 (recall) ends within 0.1 of its twin: suspect - twin + 0.1", "every", 0, '("agent_5", 0.1)', n=1),
+    Claim("ch09", "near7", "suspect 7 (recall) ends within 0.25 of its twin: suspect - twin + 0.25", "every", 0, '("agent_7", 0.25)', n=1),
     Claim("ch09", "fixed9", "two-layer DRQN acting on the top layer (the fix): >= 0.9 reward per step", "k_of_n", 8, 'fixed9_ok >= {k}'),
     Claim("ch09", "gap9", "the suspect acting on h_n[0] below its fix by more than 0.05", "k_of_n", 7, 'gap9 >= {k}'),
     Claim("ch09", "fixed10", "DRQN on padded episodes with a masked loss (the fix): >= 0.9 reward per step", "k_of_n", 8, 'fixed10_ok >= {k}'),
@@ -228,11 +235,49 @@ def run_ch07(seeds: list[int]) -> dict:
     }
 
 
+def _bug_hunt_budget(agent):
+    """Chapter 9's training budgets (its ``train`` cell): updates for Taxi and DRQN,
+    rollouts for PPO."""
+    if hasattr(agent, "first_epoch_stats"):
+        return agent.train(n_updates=30)
+    if hasattr(agent, "sequence_loss"):
+        return agent.train(n_updates=100, eval_every=25)
+    return agent.train(n_updates=1000, eval_every=200)
+
+
+def bug_hunt_twins(seeds: list[int]) -> dict:
+    """Chapter 9's "every fixed twin learns" and "suspects 3, 5 and 7 end close to their
+    twins", one seed at a time (the notebook trains seed 0)."""
+    from rldebug.bughunt import AGENT_NAMES, make_agent
+
+    keys = ("taxi_final", "taxi_gain", "recall_last3", "recall_gain", "near3", "near5", "near7")
+    out = {k: [] for k in keys}
+    for seed in seeds:
+        twins = {}  # suspects of one family share their fixed twin
+        for name in AGENT_NAMES:
+            twin = type(make_agent(name, fixed=True))
+            if twin not in twins:
+                twins[twin] = _bug_hunt_budget(make_agent(name, fixed=True, seed=seed))[1]
+        for twin, values in twins.items():
+            if twin.__name__ == "TaxiDQN":  # exact greedy return, optimum near 8
+                out["taxi_final"].append(float(values[-1]))
+                out["taxi_gain"].append(float(values[-1] - values[0]))
+            else:  # recall: reward per step
+                out["recall_last3"].append(float(np.mean(values[-3:])))
+                out["recall_gain"].append(float(np.mean(values[-3:]) - values[0]))
+        for name, margin in (("agent_3", 1.0), ("agent_5", 0.1), ("agent_7", 0.25)):
+            suspect = _bug_hunt_budget(make_agent(name, seed=seed))[1][-1]
+            twin = twins[type(make_agent(name, fixed=True))][-1]
+            out["near" + name[-1]].append(float(suspect - (twin - margin)))  # >= 0: it holds
+    return out
+
+
 def run_ch09(seeds: list[int]) -> dict:
     from rldebug.bughunt.drqn import hard_case_finals
 
     finals = hard_case_finals(seeds)  # the fixes: the twins' own methods
     return {
+        **{k: np.round(v, 4).tolist() for k, v in bug_hunt_twins(seeds).items()},
         "fixed9": (finals["fixed 9"] >= 0.9).tolist(),
         "gap9": (finals["fixed 9"] - finals["suspect 9"] > 0.05).tolist(),
         "fixed10": (finals["fixed 10"] >= 0.9).tolist(),
