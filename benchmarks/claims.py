@@ -88,6 +88,9 @@ CLAIMS = [
     Claim("ch03", "reached", "DQN reached 475 within 30,000 steps", "k_of_n", 7, "reached >= {k}"),
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
     Claim("ch04", "oracle90", "DQN on SineRoad-v0 at >= 90% of the oracle", "k_of_n", 7, "solved >= {k}"),
+    Claim("ch06", "cell_solved", "the question's GRUCell agent (no state) solves CartPole-v1 in 40 updates (the notebook: 3 seeds)", "k_of_n", 2, "cell_runs.solved.sum() >= {k}", n=3),
+    Claim("ch06", "layer_unsolved", "the question's GRU layer agent (state carried, trained per step) does not", "k_of_n", 1, "(~layer_runs.solved).sum() >= {k}", n=3),
+    Claim("ch06", "fixed_solved", "the GRU layer agent trained on whole episodes (the fix) solves it", "k_of_n", 2, "fixed_runs.solved.sum() >= {k}", n=3),
     Claim("ch06", "solved", "recurrent REINFORCE reached 475 (CartPoleNoVel-v1)", "k_of_n", 7, "solved.sum() >= {k}"),
     Claim("ch06", "again475", "its policies at >= 475 on 20 new episodes", "k_of_n", 5, "np.sum(again >= 475) >= {k}"),
     Claim("ch06", "memoryless_best", "memoryless REINFORCE: best evaluation < 475, every seed", "every", 475, "mem.eval_returns.max() < 475", above=False),
@@ -171,6 +174,27 @@ def run_ch04(seeds: list[int]) -> dict:
     return {"oracle90": (finals >= 0.9 * oracle).tolist(), "final": finals.round(1).tolist()}
 
 
+def ch06_symptom(seeds: list[int]) -> dict:
+    """Chapter 6's question, on CartPole-v1 (the notebook trains seeds 0-2): the GRU layer
+    trained per step with its state carried, the GRUCell without state, and the fix."""
+    import dataclasses
+
+    from rldebug.agents import reinforce as rf
+
+    buggy_layer = rf.Config(
+        hidden=64, num_layers=2, carry_state=True, unroll="per_step", updates=40
+    )
+    seed_cell = rf.Config(hidden=64, carry_state=False, unroll="per_step", updates=40)
+    layer_runs = rf.train(buggy_layer, seeds=seeds)
+    cell_runs = rf.train(seed_cell, seeds=seeds)
+    fixed_runs = rf.train(dataclasses.replace(buggy_layer, unroll="episode"), seeds=seeds)
+    return {
+        "cell_solved": np.asarray(cell_runs.solved).tolist(),
+        "layer_unsolved": (~np.asarray(layer_runs.solved)).tolist(),
+        "fixed_solved": np.asarray(fixed_runs.solved).tolist(),
+    }
+
+
 def run_ch06(seeds: list[int]) -> dict:
     import dataclasses
 
@@ -186,6 +210,7 @@ def run_ch06(seeds: list[int]) -> dict:
         for i in np.flatnonzero(rec.solved)
     ]
     return {
+        **ch06_symptom(seeds),
         "play_mean": float(np.mean(scores)),
         "solved": np.asarray(rec.solved).tolist(),
         "again475": (np.asarray(again) >= 475).tolist(),
