@@ -125,3 +125,16 @@ def test_linear_taxi_learns(tables):
     assert run.returns.shape == (2, 3)
     assert run.returns[:, -1].min() > 5.0
     assert run.actions_taken.sum() == 2 * 64 * 1000
+
+
+def test_linear_taxi_seeds_are_one_run_each(tables):
+    """``seeds=`` trains each seed as its own run: the same as n_seeds=1 with that seed."""
+    short = dict(n_updates=30, eval_every=10, tables=tables, progress=False)
+    both = ql.train_linear_taxi(seeds=[1003, 1007], **short)
+    alone = ql.train_linear_taxi(n_seeds=1, seed=1007, **short)
+    assert both.weights.shape == (2, 500, 6) and both.returns.shape == (2, 4)
+    assert torch.equal(both.weights[1], alone.weights[0])
+    np.testing.assert_array_equal(both.returns[1], alone.returns[0])
+    np.testing.assert_array_equal(both.actions_taken[1], alone.actions_taken[0])
+    with pytest.raises(ValueError, match="seeds is empty"):
+        ql.train_linear_taxi(seeds=[], **short)
