@@ -84,10 +84,29 @@ class Claim:
 CLAIMS = [
     # chapter, key, what is claimed, kind, threshold, the assert's text in the notebook
     Claim("ch01", "optimal", "DQN on one-hot Taxi-v4: greedy return within 0.5 of the optimum", "k_of_n", 7, "n_optimal >= {k}"),
+    Claim("ch01", "bug_return", "all-outputs loss (linear Q on Taxi, lr 16): final greedy return < -100, each of 5 seeds", "every", -100, "bug_returns.max() < -100", above=False, n=5),
+    Claim("ch01", "bug_tied", "all-outputs loss: share of start states with six equal Q-values > 0.3", "every", 0.3, "all_tied.min() > 0.3", n=5),
+    Claim("ch01", "bug_south", "all-outputs loss: share of start states with greedy 'south' > 0.5", "every", 0.5, "share_south.min() > 0.5", n=5),
+    Claim("ch01", "fixed_optimal", "masked loss: final greedy return within 0.5 of the optimum (of 5 seeds)", "k_of_n", 3, "near_optimal >= {k}", n=5),
+    Claim("ch01", "fixed_choice", "masked loss: greedy action optimal in > 90% of start states", "every", 0.9, "optimal_choice.min() > 0.9", n=5),
+    Claim("ch01", "broadcast_commonest", "(B, 1) - (B,) broadcast: share of the commonest greedy action < 0.35", "every", 0.35, "commonest.max() < 0.35", above=False, n=5),
+    Claim("ch01", "broadcast_return", "broadcast bug: final greedy return < -500", "every", -500, "broadcast_returns.max() < -500", above=False, n=5),
+    Claim("ch01", "copy_scaled_optimal", "copy trick at 6 x lr: final return within 0.5 of the optimum (of 5 seeds)", "k_of_n", 3, "(copy_scaled_lr.returns[:, -1] >= optimal_return - 0.5).sum() >= {k}", n=5),
+    Claim("ch01", "copy_lr_gap", "copy trick: mean final return at 6 x lr minus at lr > 0 (mean of 5 seeds)", "every", 0, "copy_same_lr.returns[:, -1].mean() < copy_scaled_lr.returns[:, -1].mean()", n=1),
+    Claim("ch01", "column_south", "whole-column targets at lr 96: share of start states with greedy 'south' > 0.9", "every", 0.9, "south.min() > 0.9", n=5),
+    Claim("ch01", "column_nan", "whole-column targets at lr 96: share of start states with NaN or inf > 0.9", "every", 0.9, "not_finite.min() > 0.9", n=5),
+    Claim("ch01", "column_slow_return", "whole-column targets at lr 16: final greedy return < -100", "every", -100, "column_slow.returns[:, -1].max() < -100", above=False, n=5),
+    Claim("ch01", "full_gap", "full gradient: best final return over 50 below the masked loss's worst (5 seeds each); margin", "every", 0, "full_run.returns[:, -1].max() < fixed_run.returns[:, -1].min() - 50", n=1),
     Claim("ch02", "solved", "numpy DQN: saved network solved (>= 475, 20 new episodes)", "k_of_n", 7, "n_solved >= {k}"),
     Claim("ch03", "reached", "DQN reached 475 within 30,000 steps", "k_of_n", 7, "reached >= {k}"),
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
     Claim("ch04", "oracle90", "DQN on SineRoad-v0 at >= 90% of the oracle", "k_of_n", 7, "solved >= {k}"),
+    Claim("ch04", "partial_below90", "SineRoadPartial-v0, 6,000 steps: DQN mean of 3 seeds over the oracle's return < 0.9", "block", 0.9, 'dqn_po["SineRoadPartial-v0"].mean() < 0.9 * baselines', above=False),
+    Claim("ch04", "flicker_minus_partial", "SineRoadFlicker-v0 DQN mean minus SineRoadPartial-v0's (3 seeds each) < 0", "block", 0, 'dqn_po["SineRoadFlicker-v0"].mean() < dqn_po["SineRoadPartial-v0"].mean()', above=False),
+    Claim("ch04", "stack_gain_partial", "SineRoadPartial-v0: DQN + 4 frames mean minus DQN mean > 0", "block", 0, "dqn_stacked[env_id].mean() > dqn_po[env_id].mean()"),
+    Claim("ch04", "stack_gain_flicker", "SineRoadFlicker-v0: DQN + 4 frames mean minus DQN mean > 0", "block", 0, "dqn_stacked[env_id].mean() > dqn_po[env_id].mean()"),
+    Claim("ch04", "closed_partial", "SineRoadPartial-v0: share of the gap to the memory controller closed by 4 frames < 1", "block", 1.0, "closed[env_id] < 1.0", above=False),
+    Claim("ch04", "closed_flicker", "SineRoadFlicker-v0: share of the gap closed by 4 frames < 1", "block", 1.0, "closed[env_id] < 1.0", above=False),
     Claim("ch06", "cell_solved", "the question's GRUCell agent (no state) solves CartPole-v1 in 40 updates (the notebook: 3 seeds)", "k_of_n", 2, "cell_runs.solved.sum() >= {k}", n=3),
     Claim("ch06", "layer_unsolved", "the question's GRU layer agent (state carried, trained per step) does not", "k_of_n", 1, "(~layer_runs.solved).sum() >= {k}", n=3),
     Claim("ch06", "fixed_solved", "the GRU layer agent trained on whole episodes (the fix) solves it", "k_of_n", 2, "fixed_runs.solved.sum() >= {k}", n=3),
@@ -118,6 +137,89 @@ CLAIMS = [
 ]  # fmt: skip
 
 
+def ch01_linear_taxi(seeds: list[int]) -> dict:
+    """Chapter 1's linear Q-table runs on Taxi (the notebook trains 5 seeds per run): the
+    bugs, the fix, the copy trick and the full gradient, each seed its own run. Claims on
+    the 5 seeds' mean, best or worst are measured on seeds 0-4 and 5-9 of the block."""
+    import torch
+
+    from rldebug import qlearning as ql
+
+    tables = ql.taxi_tables()
+
+    def train(loss, lr, **options):
+        return ql.train_linear_taxi(
+            loss, lr=lr, tables=tables, seeds=seeds, progress=False, **options
+        )
+
+    def loss_all_outputs(q_values, actions, targets):  # the notebook's cell 6
+        return ((q_values - targets.unsqueeze(1)) ** 2).mean()
+
+    def loss_broadcast(q_values, actions, targets):  # (B, 1) - (B,) -> (B, B)
+        return ((q_values.gather(1, actions.unsqueeze(1)) - targets) ** 2).mean()
+
+    def copy_trick_columns(q_values, actions, targets):  # whole columns written
+        wanted = q_values.detach().clone()
+        wanted[:, actions] = targets
+        return ((q_values - wanted) ** 2).mean()
+
+    starts = tables.start_states
+    q_star = ql.q_value_iteration(tables, 0.99)
+    optimum = float(ql.greedy_returns(q_star, tables)[0])
+
+    def greedy_share(weights, action=None):  # (S,) share of the commonest (or given) action
+        greedy = weights[:, starts].argmax(dim=2)  # (S, 300)
+        counts = np.stack([np.bincount(g, minlength=6) for g in greedy.numpy()])  # (S, 6)
+        chosen = counts.max(axis=1) if action is None else counts[:, action]
+        return chosen / counts.sum(axis=1)
+
+    def halves(values):  # (10,) -> (2, 5): the notebook's 5 seeds, twice
+        return np.asarray(values)[: len(values) // 5 * 5].reshape(-1, 5)
+
+    bug = train(loss_all_outputs, 16.0)
+    w = bug.weights[:, starts]  # (S, 300, 6)
+    tied = ((w.max(dim=2).values - w.min(dim=2).values) == 0).double().mean(dim=1)
+    fixed = train(ql.masked_q_loss, 16.0)
+    greedy = fixed.weights.argmax(dim=2)[:, starts]  # (S, 300)
+    q_start = q_star[starts]  # (300, 6)
+    chosen = q_start[torch.arange(len(starts)), greedy]  # (S, 300)
+    optimal_choice = (q_start.max(dim=1).values - chosen < 1e-3).double().mean(dim=1)
+    broadcast = train(loss_broadcast, 16.0)
+    copy_same = train(ql.copy_trick_loss, 16.0)
+    copy_scaled = train(ql.copy_trick_loss, 16.0 * 6)
+    column = train(copy_trick_columns, 16.0 * 6)
+    q_columns = column.weights[:, starts]  # (S, 300, 6)
+    not_finite = (~torch.isfinite(q_columns).all(dim=2)).double().mean(dim=1)
+    column_slow = train(copy_trick_columns, 16.0)
+    full = train(ql.masked_q_loss, 16.0, semi_gradient=False)
+    final = {
+        name: run.returns[:, -1]
+        for name, run in (("bug", bug), ("fixed", fixed), ("broadcast", broadcast),
+                          ("copy_same", copy_same), ("copy_scaled", copy_scaled),
+                          ("column_slow", column_slow), ("full", full))
+    }  # fmt: skip
+    values = {
+        "bug_return": final["bug"],
+        "bug_tied": tied.numpy(),
+        "bug_south": greedy_share(bug.weights, action=0),
+        "fixed_return": final["fixed"] - (optimum - 0.5),
+        "fixed_choice": optimal_choice.numpy(),
+        "broadcast_commonest": greedy_share(broadcast.weights),
+        "broadcast_return": final["broadcast"],
+        "copy_scaled_return": final["copy_scaled"] - (optimum - 0.5),
+        "copy_lr_gap": halves(final["copy_scaled"]).mean(1) - halves(final["copy_same"]).mean(1),
+        "column_south": (q_columns.argmax(dim=2) == 0).double().mean(dim=1).numpy(),
+        "column_nan": not_finite.numpy(),
+        "column_slow_return": final["column_slow"],
+        "full_gap": halves(final["fixed"]).min(1) - 50 - halves(final["full"]).max(1),
+    }
+    return {
+        **{k: np.asarray(v, dtype=float).round(4).tolist() for k, v in values.items()},
+        "fixed_optimal": (values["fixed_return"] >= 0).tolist(),
+        "copy_scaled_optimal": (values["copy_scaled_return"] >= 0).tolist(),
+    }
+
+
 def run_ch01(seeds: list[int]) -> dict:
     import torch
 
@@ -129,6 +231,7 @@ def run_ch01(seeds: list[int]) -> dict:
     optimum = float(ql.greedy_returns(ql.q_value_iteration(tables, 0.99), tables)[0])
     exact = ql.greedy_returns(torch.stack([ql.q_table_of(net) for net in runs.q_nets]), tables)
     return {
+        **ch01_linear_taxi(seeds),
         "optimal": (exact.numpy() >= optimum - 0.5).tolist(),
         "exact": exact.numpy().round(2).tolist(),
         "final": runs.final_return.round(1).tolist(),
@@ -165,13 +268,55 @@ def run_ch03(seeds: list[int]) -> dict:
     }
 
 
+def ch04_partial_roads(seeds: list[int]) -> dict:
+    """Chapter 4's sections 6-9 on the first 3 seeds of the block (the notebook trains
+    seeds 0-2 for 6,000 steps): the DQN and the DQN + 4 frames on the partial and the
+    flickering road. Each claim is on the 3 seeds' mean: one value per block."""
+    from dataclasses import replace
+    from functools import partial
+
+    from gymnasium.wrappers import FrameStackObservation
+    from sineroad.controllers import evaluate_controllers
+
+    from rldebug.agents import dqn
+
+    config = dqn.Config(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=1_000, eval_episodes=10)
+    stack = partial(FrameStackObservation, stack_size=4)
+    three, road = seeds[:3], {}
+    for env_id in ("SineRoadPartial-v0", "SineRoadFlicker-v0"):
+        short = replace(config, env_id=env_id, total_steps=6_000)
+        baselines = evaluate_controllers(env_id, n_episodes=50)
+        plain = float(dqn.train(short, three).final_return.mean())
+        stacked = float(dqn.train(replace(short, wrappers=[stack]), three).final_return.mean())
+        memory, oracle = baselines["memory"]["mean"], baselines["oracle"]["mean"]
+        road[env_id] = dict(plain=plain, stacked=stacked, oracle=oracle, memory=memory)
+    partial_road, flicker = road["SineRoadPartial-v0"], road["SineRoadFlicker-v0"]
+
+    def closed(r):  # the share of the gap from the DQN to the memory controller
+        return (r["stacked"] - r["plain"]) / (r["memory"] - r["plain"])
+
+    return {
+        "partial_below90": partial_road["plain"] / partial_road["oracle"],
+        "flicker_minus_partial": flicker["plain"] - partial_road["plain"],
+        "stack_gain_partial": partial_road["stacked"] - partial_road["plain"],
+        "stack_gain_flicker": flicker["stacked"] - flicker["plain"],
+        "closed_partial": closed(partial_road),
+        "closed_flicker": closed(flicker),
+        "po_means": {k: {n: round(v, 2) for n, v in r.items()} for k, r in road.items()},
+    }
+
+
 def run_ch04(seeds: list[int]) -> dict:
     from rldebug.agents import dqn
 
     oracle = 200.0  # the oracle controller's return on SineRoad-v0 (asserted in chapter 4)
     config = dqn.Config(**dqn.SINE_ROAD_RECIPE, log_every=1_000, eval_every=1_000, eval_episodes=10)
     finals = dqn.train(config, seeds).final_return
-    return {"oracle90": (finals >= 0.9 * oracle).tolist(), "final": finals.round(1).tolist()}
+    return {
+        **ch04_partial_roads(seeds),
+        "oracle90": (finals >= 0.9 * oracle).tolist(),
+        "final": finals.round(1).tolist(),
+    }
 
 
 def ch06_symptom(seeds: list[int]) -> dict:
@@ -390,6 +535,11 @@ def normal_tail(values: np.ndarray, threshold: float, above: bool) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2))
 
 
+def _num(x: float) -> str:
+    """One decimal, or three significant digits for a number below 1 (a loss of 0.004)."""
+    return f"{x:.3g}" if abs(x) < 1 else f"{x:.1f}"
+
+
 def failure_chance(claim: Claim, rows: list[dict]) -> dict:
     """The measured rate of ``claim`` over ``rows`` and the chance a reader's run fails it."""
     values = [row["outcome"][claim.key] for row in rows]
@@ -422,7 +572,7 @@ def failure_chance(claim: Claim, rows: list[dict]) -> dict:
         one = normal_tail(per_seed, claim.threshold, claim.above)
         chance = 1.0 - (1.0 - one) ** claim.n
         worst = per_seed.min() if claim.above else per_seed.max()
-        rate = f"{int(ok.sum())}/{ok.size} seeds; worst {worst:.1f}, mean {per_seed.mean():.1f} (sd {per_seed.std(ddof=1):.1f})"
+        rate = f"{int(ok.sum())}/{ok.size} seeds; worst {_num(worst)}, mean {_num(per_seed.mean())} (sd {_num(per_seed.std(ddof=1))})"
         return dict(rate=rate, chance=chance, best="-", passed=passed_blocks)
     per_block = np.asarray(values, dtype=float)
     ok = per_block > claim.threshold if claim.above else per_block < claim.threshold
