@@ -228,18 +228,19 @@ class SeedBatch(nn.Module):
 
     def _layers(self):
         """(kind, layer, stacked weight, stacked bias) for each layer of the plain stack."""
-        weights = self.stacked()
         for name, layer in self.plain.named_children():
             if isinstance(layer, nn.Linear):
-                bias = None if layer.bias is None else weights[f"{name}.bias"]
-                yield "linear", layer, weights[f"{name}.weight"], bias
+                weight = self._stacked_parameter(f"{name}.weight")
+                bias = None if layer.bias is None else self._stacked_parameter(f"{name}.bias")
+                yield "linear", layer, weight, bias
             else:
-                yield (
-                    ("flatten" if isinstance(layer, nn.Flatten) else "activation"),
-                    layer,
-                    None,
-                    None,
-                )
+                kind = "flatten" if isinstance(layer, nn.Flatten) else "activation"
+                yield kind, layer, None, None
+
+    def _stacked_parameter(self, name: str) -> torch.Tensor:
+        """One parameter (S, ...) by its plain name (a selection's seeds only)."""
+        value = self._parameters[_flat(name)]
+        return value if self._selected is None else value[self._selected]
 
     def _sequential_forward(self, x: torch.Tensor) -> torch.Tensor:
         """A feed-forward ``nn.Sequential`` run layer by layer on the stacked weights.
@@ -319,8 +320,10 @@ def clip_grad_norm_per_seed(params: Iterable[torch.Tensor], max_norm: float) -> 
     params = [p for p in params if p.grad is not None]
     norms = grad_norm_per_seed(params)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (S,), the same formula as torch's
-    for p in params:
-        p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))  # (S,) -> (S, 1, ...)
+    grads = [p.grad for p in params]
+    torch._foreach_mul_(
+        grads, [scale.view(-1, *([1] * (g.dim() - 1))) for g in grads]
+    )  # (S, 1, ...)
     return norms
 
 

@@ -73,12 +73,14 @@ def update_log(S: int, learners: np.ndarray, losses, parts, norms) -> torch.Tens
     """(5, S) loss, max Q, TD error, grad norm and 1 (learning) of one update; zeros for
     the seeds that made none (``learners`` are the S' positions that did)."""
     with torch.no_grad():
+        max_q = parts.q_values.max(dim=2).values.mean(dim=1)  # (S', B, A) -> (S',)
+        td = (parts.targets - parts.q_sa).abs().mean(dim=1)  # (S', B) -> (S',)
+        made = torch.ones_like(td)
+        values = torch.stack([losses.detach(), max_q, td, norms[learners], made])  # (5, S')
+        if len(learners) == S:
+            return values
         logged = torch.zeros(5, S)
-        logged[0, learners] = losses.detach()
-        max_q = parts.q_values.max(dim=2).values  # (S', B, A) -> (S', B)
-        logged[1, learners] = max_q.mean(dim=1)  # (S', B) -> (S',)
-        logged[2, learners] = (parts.targets - parts.q_sa).abs().mean(dim=1)
-        logged[3], logged[4, learners] = norms, 1.0
+        logged[:, learners] = values
     return logged
 
 
