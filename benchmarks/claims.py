@@ -100,6 +100,14 @@ CLAIMS = [
     Claim("ch02", "solved", "numpy DQN: saved network solved (>= 475, 20 new episodes)", "k_of_n", 7, "n_solved >= {k}"),
     Claim("ch03", "reached", "DQN reached 475 within 30,000 steps", "k_of_n", 7, "reached >= {k}"),
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
+    Claim("ch03", "symptom_loss", "target never updated (n_step=1, 10k steps): mean loss of the last 5 logged points below 0.01; margin 0.01 - loss", "every", 0, "np.mean(broken.losses[-5:]) < 0.01", n=1),
+    Claim("ch03", "symptom_return", "target never updated: final greedy return below 100; margin 100 - return", "every", 0, "broken.final_return[0] < 100", n=1),
+    Claim("ch03", "symptom_q", "target never updated: last mean max Q below half the observed discounted return; margin 0.5 - max Q / observed", "every", 0, "broken.mean_max_q[-1, 0] < 0.5 * observed", n=1),
+    Claim("ch03", "lag_q", "target every 64 updates: higher mean max Q after 8k steps than every 640; margin", "every", 0, "lagging[64].mean_max_q[-1, 0] > lagging[640].mean_max_q[-1, 0]", n=1),
+    Claim("ch03", "healthy_loss", "reference DQN (n_step=1, 10k steps): last loss above the broken run's; margin", "every", 0, "np.mean(healthy.losses[-5:]) > np.mean(broken.losses[-5:])", n=1),
+    Claim("ch03", "healthy_q", "reference DQN: last mean max Q above 3 times the broken run's; margin", "every", 0, "healthy.mean_max_q[-1, 0] > 3 * broken.mean_max_q[-1, 0]", n=1),
+    Claim("ch03", "vanilla_lags", "DQN, 10k steps: Q(s0) below the observed return, mean of 3 seeds and 5 evaluations; margin observed - Q", "every", 0, "over_vanilla < 0", n=1),
+    Claim("ch03", "double_lags", "Double DQN, 10k steps: the same; margin observed - Q", "every", 0, "over_double < 0", n=1),
     Claim("ch04", "oracle90", "DQN on SineRoad-v0 at >= 90% of the oracle", "k_of_n", 7, "solved >= {k}"),
     Claim("ch04", "partial_below90", "SineRoadPartial-v0, 6,000 steps: DQN mean of 3 seeds over the oracle's return < 0.9", "block", 0.9, 'dqn_po["SineRoadPartial-v0"].mean() < 0.9 * baselines', above=False),
     Claim("ch04", "flicker_minus_partial", "SineRoadFlicker-v0 DQN mean minus SineRoadPartial-v0's (3 seeds each) < 0", "block", 0, 'dqn_po["SineRoadFlicker-v0"].mean() < dqn_po["SineRoadPartial-v0"].mean()', above=False),
@@ -254,6 +262,59 @@ def run_ch02(seeds: list[int]) -> dict:
     }
 
 
+def ch03_symptoms(seeds: list[int]) -> dict:
+    """Chapter 3's one-seed asserts before the proof, each run trained as its cell trains
+    seed 0 (the Double DQN comparison: seeds 0-2). Every value is a margin that must stay
+    above 0; a run whose logged value is nan (a seed that stopped updating) counts as a
+    failure, as it does in the notebook's assert."""
+    from dataclasses import replace
+
+    from rldebug.agents import dqn
+
+    config = dqn.Config(**dqn.CARTPOLE_RECIPE)
+    one_step = replace(config, total_steps=10_000, n_step=1)
+    healthy = dqn.train(one_step, seeds)
+    broken = dqn.train(replace(one_step, target_update_every=10**9), seeds)
+    lagging = {
+        every: dqn.train(
+            replace(config, total_steps=8_000, target_update_every=every, eval_every=0), seeds
+        )
+        for every in (64, 640)
+    }
+    short = replace(config, total_steps=10_000, eval_every=2_000)
+    double, vanilla = dqn.train(short, seeds), dqn.train(replace(short, double=False), seeds)
+
+    def loss(runs):  # (S,) the notebook's np.mean(runs.losses[-5:]) of each seed
+        return runs.losses[-5:].mean(axis=0)
+
+    observed = np.array([np.mean(g[-20:]) for g in broken.episode_discounted_returns])  # (S,)
+    # Q(s0) minus the observed discounted return, mean over evaluations: (E, S) -> (S,)
+    over = {
+        name: (r.eval_q0 - r.eval_g0).mean(axis=0)
+        for name, r in (("double", double), ("vanilla", vanilla))
+    }
+    # the notebook's claim is on the mean of 3 seeds: seeds 0-2, 3-5 and 6-8 of the block
+    triples = {name: v[: len(v) // 3 * 3].reshape(-1, 3).mean(axis=1) for name, v in over.items()}
+    margins = {
+        "symptom_loss": 0.01 - loss(broken),
+        "symptom_return": 100 - broken.final_return,
+        # the same assert as max Q < 0.5 * observed, on the ratio's scale (observed > 0)
+        "symptom_q": 0.5 - broken.mean_max_q[-1] / observed,
+        "lag_q": lagging[64].mean_max_q[-1] - lagging[640].mean_max_q[-1],
+        "healthy_loss": loss(healthy) - loss(broken),
+        "healthy_q": healthy.mean_max_q[-1] - 3 * broken.mean_max_q[-1],
+        "vanilla_lags": -triples["vanilla"],
+        "double_lags": -triples["double"],
+    }
+    # nan (a stopped seed's curve) fails the notebook's comparison: record it as a failure
+    out = {
+        k: np.nan_to_num(np.asarray(v, float), nan=-1e6).round(5).tolist()
+        for k, v in margins.items()
+    }
+    out["over_per_seed"] = {k: v.round(2).tolist() for k, v in over.items()}
+    return out
+
+
 def run_ch03(seeds: list[int]) -> dict:
     from rldebug.agents import dqn
 
@@ -261,6 +322,7 @@ def run_ch03(seeds: list[int]) -> dict:
     runs = dqn.train(config, seeds, processes=2)
     finals = runs.final_return
     return {
+        **ch03_symptoms(seeds),
         "reached": np.isfinite(runs.steps_to(475)).tolist(),
         "kept": (finals >= 475).tolist(),
         "stopped_at": [None if np.isnan(s) else int(s) for s in runs.stopped_at],
