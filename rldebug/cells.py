@@ -3,8 +3,9 @@
 ``GRUCell`` and ``LSTMCell`` compute exactly what ``nn.GRUCell`` and ``nn.LSTMCell`` compute,
 with the same parameter names and the same initialisation (their state dicts load into each
 other). They exist for one reason: ``torch.func.vmap`` has no fast rule for PyTorch's fused
-cells, and these are plain ``F.linear`` arithmetic, so :class:`rldebug.seedbatch.SeedBatch`
-can train many seeds of an agent that uses them.
+cells, and these are plain linear arithmetic, so :class:`rldebug.seedbatch.SeedBatch`
+can train many seeds of an agent that uses them (under vmap, or on its stacked weights
+directly: :func:`rldebug.seedbatch.linear` takes either).
 
 A cell's state is a tensor h (B, H) for a GRU and a tuple (h, c) for an LSTM; every
 function here treats both the same way (see :mod:`rldebug.recurrent` for the rules).
@@ -15,10 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rldebug.recurrent import State
+from rldebug.seedbatch import linear  # F.linear, or S seeds' stacked weights at once
 
 __all__ = ["GRUCell", "LSTMCell", "make_cell", "cell_output", "unroll"]
 
@@ -46,7 +47,7 @@ class _Cell(nn.Module):
         It does not depend on the state, so :func:`unroll` computes it for every step at
         once, and only the recurrent part is left inside the time loop.
         """
-        return F.linear(x, self.weight_ih, self.bias_ih)
+        return linear(x, self.weight_ih, self.bias_ih)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -71,7 +72,7 @@ class GRUCell(_Cell):
         """The step after the input's part of the gates, ``gi = input_gates(x)`` (B, 3H)."""
         size = self.hidden_size
         gi_rz, gi_n = gi.split((2 * size, size), -1)  # (B, 2H), (B, H)
-        gh_rz, gh_n = F.linear(h, self.weight_hh, self.bias_hh).split((2 * size, size), -1)
+        gh_rz, gh_n = linear(h, self.weight_hh, self.bias_hh).split((2 * size, size), -1)
         r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)  # reset and update gates
         n = torch.tanh(gi_n + r * gh_n)  # candidate
         return n + z * (h - n)  # = (1 - z) * n + z * h
@@ -100,7 +101,7 @@ class LSTMCell(_Cell):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step after the input's part of the gates, ``gi = input_gates(x)`` (B, 4H)."""
         h, c = state
-        gates = gi + F.linear(h, self.weight_hh, self.bias_hh)
+        gates = gi + linear(h, self.weight_hh, self.bias_hh)
         i, f, g, o = gates.chunk(4, -1)  # (B, 4H) -> 4 x (B, H)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

@@ -274,12 +274,21 @@ def sequence_mask(
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the entries where ``mask`` is True; padding counts neither up nor down."""
+def masked_mean(
+    values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+) -> torch.Tensor:  # fmt: skip
+    """Mean over the entries where ``mask`` is True; padding counts neither up nor down.
+
+    ``dim``: the axes to average over (all of them by default), for one mean per row.
+    """
     if values.shape != mask.shape:
         raise ValueError(f"values {tuple(values.shape)} and mask {tuple(mask.shape)} differ")
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    total = (values * mask).sum(dim, keepdim=keepdim)
+    return total / mask.sum(dim, keepdim=keepdim).clamp(min=1.0)
 
 
 def masked_sequence_loss(

@@ -19,6 +19,13 @@ torch.Size([3, 5, 2])
 >>> batch.seed(1).weight.shape              # seed 1's plain network, for diagnostics
 torch.Size([2, 4])
 
+**Without vmap.** A method whose code reads shapes from the right and calls its layers
+(``nn.Linear``, an ``nn.Sequential`` of them, the cells of :mod:`rldebug.cells`) can run once
+for all seeds on the stacked weights, with no per-call cost of vmap: a module lists such
+methods in ``seed_first_methods``, and :meth:`SeedBatch.stacked_module` is the plain module
+with every weight (S, ...) and every layer taking seed-first inputs. The DQN's feed-forward
+network and the PPO agent's acting and loss run this way; everything else goes through vmap.
+
 What the plain module must do to be batched: no ``.item()``, ``.tolist()`` or Python
 ``if`` on tensor *values* (shapes are fine), no in-place writes into its inputs, and no
 random sampling inside the call (sample from its outputs, outside). ``nn.GRU``/``nn.LSTM``
@@ -35,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state, vmap
 from torch.nn.utils.stateless import _reparametrize_module  # what functional_call uses
@@ -42,6 +50,7 @@ from torch.utils._pytree import tree_map
 
 __all__ = [
     "SeedBatch",
+    "linear",
     "clip_grad_norm_per_seed",
     "freeze_adam_seed",
     "grad_norm_per_seed",
@@ -90,13 +99,7 @@ def per_seed(fn: Callable) -> Callable:
         if not batches:
             raise TypeError(f"per_seed({fn.__name__}) needs at least one SeedBatch argument")
         n = batches[0].num_seeds
-        for v in values:
-            lead = _lead(v)
-            if lead is not None and lead != n:
-                raise ValueError(
-                    f"{fn.__name__} over {n} seeds: every tensor needs the seed axis first, "
-                    f"(S={n}, ...); got one with a leading size of {lead}"
-                )
+        batches[0]._check_seed_axis(values, fn.__name__)
 
         def one_seed(*vals):
             with contextlib.ExitStack() as stack:
@@ -140,6 +143,72 @@ def _lead(value: Any) -> int | None:
     if _in_dim(value) != 0:
         return None
     return value.shape[0] if isinstance(value, torch.Tensor) else _lead(value[0])
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` for one seed's weight (out, in), or for S seeds' (S, out, in) at once.
+
+    With a seed axis, ``x`` is (S, ..., in) and seed k's rows meet seed k's weight: one
+    batched matrix product, (S, N, in) @ (S, in, out), instead of S products.
+    """
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    s, lead = weight.shape[0], x.shape[1:-1]
+    flat = x.reshape(s, -1, x.shape[-1])  # (S, *lead, in) -> (S, N, in)
+    if bias is None:
+        y = torch.bmm(flat, weight.transpose(1, 2))
+    else:  # bias (S, out) -> (S, 1, out); weight (S, out, in) -> (S, in, out)
+        y = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+    return y.reshape(s, *lead, y.shape[-1])  # (S, N, out) -> (S, *lead, out)
+
+
+class _SeedFirst:
+    """A plain module seen with every parameter and buffer stacked (S, ...).
+
+    Attribute access mirrors the module: a weight gives its stacked tensor, a submodule gives
+    its own seed-first view, a method is bound to the view (so ``self.core(x, h)`` inside it
+    reaches the view of ``core``), anything else (sizes, flags) is the plain module's. Calling
+    a view runs the layer on seed-first inputs: linear layers through :func:`linear`,
+    ``nn.Sequential`` layer by layer, activations element by element, and any other module's
+    own ``forward`` with the view as ``self``.
+    """
+
+    def __init__(self, module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str = ""):
+        self._module, self._tensors, self._prefix = module, tensors, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        if key in self._tensors:
+            return self._tensors[key]
+        child = self._module._modules.get(name)
+        if child is not None:
+            return _SeedFirst(child, self._tensors, key + ".")
+        attribute = getattr(type(self._module), name, None)
+        if callable(attribute) and not isinstance(attribute, type):
+            return attribute.__get__(self)  # a method of the plain class, run on the view
+        return getattr(self._module, name)
+
+    def __iter__(self):
+        return (getattr(self, name) for name in self._module._modules)
+
+    def __getitem__(self, index: int):
+        return list(self)[index]
+
+    def __call__(self, *args, **kwargs):
+        module = self._module
+        if isinstance(module, nn.Linear):
+            return linear(args[0], self.weight, self.bias)
+        if isinstance(module, nn.Sequential):
+            x = args[0]
+            for layer in self:
+                x = layer(x)
+            return x
+        if isinstance(module, nn.Flatten):  # its dims count from the plain input's
+            end = module.end_dim if module.end_dim < 0 else module.end_dim + 1
+            return args[0].flatten(module.start_dim + 1, end)
+        if isinstance(module, _ACTIVATIONS):  # element by element: any leading axes
+            return module(*args, **kwargs)
+        return type(module).forward(self, *args, **kwargs)
 
 
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.GELU, nn.LeakyReLU, nn.SiLU, nn.Identity)
@@ -212,8 +281,29 @@ class SeedBatch(nn.Module):
         view.__dict__["num_seeds"] = int(index.numel())
         return view
 
+    def stacked_module(self) -> _SeedFirst:
+        """The plain module with every weight stacked (S, ...) and every layer taking
+        seed-first inputs: a method written for any leading axes runs all seeds at once.
+
+        For methods listed in the module's ``seed_first_methods`` (see the module docstring)
+        and for a feed-forward ``nn.Sequential``; it reads the latest weights at each call.
+        """
+        return _SeedFirst(self.plain, self.stacked())
+
+    def _check_seed_axis(self, values: Sequence[Any], what: str) -> None:
+        for value in values:
+            lead = _lead(value)
+            if lead is not None and lead != self.num_seeds:
+                raise ValueError(
+                    f"{what} over {self.num_seeds} seeds: every tensor needs the seed axis "
+                    f"first, (S={self.num_seeds}, ...); got one with a leading size of {lead}"
+                )
+
     def call(self, method: str, *args, **kwargs):
         """``method`` of every seed's network on its own slice of the inputs."""
+        if method in getattr(self.plain, "seed_first_methods", ()):
+            self._check_seed_axis([*args, *kwargs.values()], method)
+            return getattr(self.stacked_module(), method)(*args, **kwargs)
 
         def method_of_one_seed(net, *a, **k):
             return getattr(net, method)(*a, **k)
@@ -223,53 +313,17 @@ class SeedBatch(nn.Module):
 
     def forward(self, *args, **kwargs):
         if self._layer_by_layer and len(args) == 1 and not kwargs:
-            return self._sequential_forward(args[0])
+            x = args[0]
+            if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != self.num_seeds:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"inputs of a SeedBatch of {self.num_seeds} seeds need the seed axis first, "
+                    f"(S={self.num_seeds}, ...); got {got}"
+                )
+            # Layer by layer on the stacked weights: the same arithmetic as the vmapped call,
+            # without its fixed cost per call (about 0.1 ms, which dominates one acting step).
+            return self.stacked_module()(x)
         return self.call("forward", *args, **kwargs)
-
-    def _layers(self):
-        """(kind, layer, stacked weight, stacked bias) for each layer of the plain stack."""
-        for name, layer in self.plain.named_children():
-            if isinstance(layer, nn.Linear):
-                weight = self._stacked_parameter(f"{name}.weight")
-                bias = None if layer.bias is None else self._stacked_parameter(f"{name}.bias")
-                yield "linear", layer, weight, bias
-            else:
-                kind = "flatten" if isinstance(layer, nn.Flatten) else "activation"
-                yield kind, layer, None, None
-
-    def _stacked_parameter(self, name: str) -> torch.Tensor:
-        """One parameter (S, ...) by its plain name (a selection's seeds only)."""
-        value = self._parameters[_flat(name)]
-        return value if self._selected is None else value[self._selected]
-
-    def _sequential_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """A feed-forward ``nn.Sequential`` run layer by layer on the stacked weights.
-
-        The same arithmetic as the vmapped call, without its fixed cost per call (about
-        0.1 ms, which dominates a forward pass of one step while acting): a linear layer
-        becomes one batched matrix product over the seeds, (S, N, in) @ (S, in, out).
-        """
-        if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != self.num_seeds:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"inputs of a SeedBatch of {self.num_seeds} seeds need the seed axis first, "
-                f"(S={self.num_seeds}, ...); got {got}"
-            )
-        for kind, layer, weight, bias in self._layers():
-            if kind == "linear":
-                lead = x.shape[1:-1]
-                flat = x.reshape(self.num_seeds, -1, x.shape[-1])  # (S, *lead, in) -> (S, N, in)
-                if bias is None:
-                    y = torch.bmm(flat, weight.transpose(1, 2))
-                else:  # bias (S, out) -> (S, 1, out); weight (S, out, in) -> (S, in, out)
-                    y = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
-                x = y.reshape(self.num_seeds, *lead, y.shape[-1])  # (S, N, out) -> (S, *lead, out)
-            elif kind == "flatten":  # its dims count from the plain input's
-                end = layer.end_dim if layer.end_dim < 0 else layer.end_dim + 1
-                x = x.flatten(layer.start_dim + 1, end)
-            else:  # an activation: element by element, the same for any leading axes
-                x = layer(x)
-        return x
 
     def seed(self, k: int) -> nn.Module:
         """A plain module holding seed k's current weights (a copy: for diagnostics)."""

@@ -146,3 +146,37 @@ def test_bad_input_raises_clearly():
         ppo.gae(torch.zeros(4, 2), torch.zeros(4, 2), *[torch.zeros(4, 2)] * 3, 0.9, 0.9)
     with pytest.raises(ValueError, match="one vector env per seed"):
         ppo.evaluate(ppo.ActorCritic(2, 2, hidden=4), [])
+
+
+@pytest.mark.parametrize("kind", [dict(), dict(cell="lstm"), dict(recurrent=False)])
+def test_the_loss_on_stacked_weights_is_the_per_seed_loss_values_and_gradients(kind):
+    """train() runs ppo_loss once on SeedBatch.stacked_module(): every mean is per seed."""
+    from rldebug.seedbatch import seeded
+
+    s, t, b, d = 3, 12, 4, 2
+    cfg = ppo.Config(**kind)
+    agent = SeedBatch(seeded(lambda: ppo.ActorCritic(d, 2, 8, **kind), range(s)))
+    g = torch.Generator().manual_seed(0)
+    h0 = agent.call("initial_state", b)
+    batch = ppo.Minibatch(
+        obs=torch.randn(s, t, b, d, generator=g),
+        starts=torch.rand(s, t, b, generator=g) < 0.1,
+        actions=torch.randint(0, 2, (s, t, b), generator=g),
+        logprobs=-torch.rand(s, t, b, generator=g),
+        advantages=30 * torch.randn(s, t, b, generator=g),
+        returns=40 + 30 * torch.randn(s, t, b, generator=g),
+        mask=torch.rand(s, t, b, generator=g) < 0.9,
+        h0=h0,
+    )
+    losses, stats = ppo.ppo_loss(agent.stacked_module(), batch, 0.2, cfg)
+    losses.sum().backward()
+    grads = [p.grad.clone() for p in agent.parameters()]
+    agent.zero_grad()
+    expected, expected_stats = per_seed(ppo.ppo_loss)(agent, batch, 0.2, cfg)  # under vmap
+    expected.sum().backward()
+    assert losses.shape == (s,)
+    torch.testing.assert_close(losses, expected)
+    for key in stats:
+        torch.testing.assert_close(stats[key], expected_stats[key])
+    for a, p in zip(grads, agent.parameters()):
+        torch.testing.assert_close(a, p.grad)

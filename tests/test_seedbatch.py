@@ -252,3 +252,64 @@ def test_a_selection_of_seeds_shares_the_weights_and_leaves_the_others_gradient_
         chosen.select([0])
     with pytest.raises(ValueError, match="full SeedBatch"):
         chosen.seed(0)
+
+
+class _StepNet(nn.Module):
+    """A method written for any leading axes, so SeedBatch runs it without vmap."""
+
+    seed_first_methods = ("step",)
+
+    def __init__(self, cell="gru"):
+        super().__init__()
+        self.cell = make_cell(cell, 3, 5)
+        self.head = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
+
+    def step(self, x, state):  # x (B, 3), state h (B, 5) or (h, c)
+        state = self.cell(x, state)
+        h = state[0] if isinstance(state, tuple) else state
+        return self.head(h), state
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_seed_first_methods_run_on_the_stacked_weights_with_vmaps_values_and_gradients(cell):
+    nets = seeded(lambda: _StepNet(cell), [0, 1, 2])
+    batch = SeedBatch(nets)
+    x = torch.randn(3, 4, 3)  # (S, B, 3)
+    h = torch.randn(3, 4, 5)
+    state = (h, torch.randn(3, 4, 5)) if cell == "lstm" else h
+    out, new_state = batch.call("step", x, state)  # the stacked path
+    out.square().sum().backward()
+    stacked_grads = [p.grad.clone() for p in batch.parameters()]
+    batch.zero_grad()
+    vmapped, _ = per_seed(lambda net, a, s: net.step(a, s))(batch, x, state)  # under vmap
+    vmapped.square().sum().backward()
+    torch.testing.assert_close(out, vmapped)
+    for a, b in zip(stacked_grads, batch.parameters()):
+        torch.testing.assert_close(a, b.grad)
+    for k, net in enumerate(nets):
+        plain_state = tuple(s[k] for s in state) if cell == "lstm" else state[k]
+        plain_out, plain_new = net.step(x[k], plain_state)
+        torch.testing.assert_close(out[k], plain_out)
+        for a, b in zip(_as_tuple(new_state), _as_tuple(plain_new)):
+            torch.testing.assert_close(a[k], b)
+    chosen = batch.select([2, 0])  # a selection reads its seeds' weights the same way
+    part, _ = chosen.call("step", x[[2, 0]], tuple(s[[2, 0]] for s in _as_tuple(state))
+                          if cell == "lstm" else state[[2, 0]])  # fmt: skip
+    torch.testing.assert_close(part, out[[2, 0]])
+    with pytest.raises(ValueError, match="seed axis first"):
+        batch.call("step", x[:2], state)
+
+
+def _as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def test_linear_takes_one_seeds_weight_or_stacked_weights():
+    from rldebug.seedbatch import linear
+
+    x, w, b = torch.randn(3, 2, 7, 4), torch.randn(3, 5, 4), torch.randn(3, 5)  # (S, T, B, in)
+    stacked = linear(x, w, b)
+    assert stacked.shape == (3, 2, 7, 5)
+    for k in range(3):
+        torch.testing.assert_close(stacked[k], torch.nn.functional.linear(x[k], w[k], b[k]))
+        torch.testing.assert_close(linear(x[k], w[k], None), x[k] @ w[k].T)

@@ -12,8 +12,9 @@ Read it top to bottom, like a single-file reference implementation:
 
 **Many seeds.** The network, the loss, GAE and the minibatches are written for one seed.
 :func:`train` stacks one network per seed in a :class:`~rldebug.seedbatch.SeedBatch` and lifts
-the loss with :func:`~rldebug.seedbatch.per_seed`; every tensor of the loop carries the seed
-axis first. Each seed has its own vector env and its own random generator, so seed k of
+runs the loss on the stacked weights (:meth:`~rldebug.seedbatch.SeedBatch.stacked_module`:
+the network's methods and the loss read shapes from the right); every tensor of the loop
+carries the seed axis first. Each seed has its own vector env and its own random generator, so seed k of
 ``train(cfg, seeds=[0, 1, 2])`` is ``train(cfg, seeds=[k])``.
 
 **The state.** The actor and the critic each have a cell; the state of one environment holds
@@ -55,7 +56,7 @@ from rldebug.cells import cell_output, make_cell
 from rldebug.parallel import progress_bar
 from rldebug.recurrent import State, masked_mean, state_of_envs
 from rldebug.results import SeedsResult
-from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, per_seed, seeded
+from rldebug.seedbatch import SeedBatch, clip_grad_norm_per_seed, seeded
 
 __all__ = [
     "ActorCritic",
@@ -146,6 +147,9 @@ class ActorCritic(nn.Module):
     with gain sqrt(gates * H / D), its recurrent weights with gain 1, zero biases.
     """
 
+    # Written for any leading seed axes: a SeedBatch runs them once for all seeds, no vmap.
+    seed_first_methods = ("unroll", "step", "act")
+
     def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64, *, cell: str = "gru",
                  recurrent: bool = True):  # fmt: skip
         super().__init__()
@@ -181,51 +185,65 @@ class ActorCritic(nn.Module):
         The same numbers as :func:`rldebug.cells.unroll` of each cell (the tests compare
         them), in a faster loop: the input projections of all T steps are one matrix
         product, and the actor's and critic's recurrent products one ``baddbmm`` per step.
+        Shapes are read from the right, so on a SeedBatch's stacked weights every tensor
+        may carry a seed axis first (one pass for all seeds, see ``seed_first_methods``).
         """
         if not self.recurrent:
             actor, critic = torch.tanh(self.actor_core(obs)), torch.tanh(self.critic_core(obs))
             return self.actor_head(actor), self.critic_head(critic).squeeze(-1), state
-        t_len, b, d = obs.shape
-        cores = (self.actor_core, self.critic_core)
-        w_ih = torch.stack([c.weight_ih for c in cores]).transpose(1, 2)  # (2, D, G)
-        w_hh = torch.stack([c.weight_hh for c in cores]).transpose(1, 2)  # (2, H, G)
-        b_ih = torch.stack([c.bias_ih for c in cores]).unsqueeze(1)  # (2, G) -> (2, 1, G)
-        b_hh = torch.stack([c.bias_hh for c in cores]).unsqueeze(1)
-        x = obs.reshape(1, t_len * b, d).expand(2, -1, -1)  # (T, B, D) -> (2, T*B, D)
-        gi = torch.baddbmm(b_ih, x, w_ih).view(2, t_len, b, -1)  # (2, T, B, G)
+        *seeds, t_len, b, d = obs.shape  # seeds: (S,) on a SeedBatch's stacked weights
+        actor, critic = self.actor_core, self.critic_core
+        # Actor and critic side by side on one leading axis K = 2 (or S * 2, seed-major), so
+        # that each product below is one batched matrix product for both cells.
+        w_ih = _side_by_side(actor.weight_ih, critic.weight_ih, 2).transpose(1, 2)  # (K, D, G)
+        w_hh = _side_by_side(actor.weight_hh, critic.weight_hh, 2).transpose(1, 2)  # (K, H, G)
+        b_ih = _side_by_side(actor.bias_ih, critic.bias_ih, 1).unsqueeze(1)  # (K, G) -> (K, 1, G)
+        b_hh = _side_by_side(actor.bias_hh, critic.bias_hh, 1).unsqueeze(1)
+        x = obs.reshape(*seeds, 1, t_len * b, d).expand(*seeds, 2, t_len * b, d)
+        x = x.reshape(-1, t_len * b, d)  # (*seeds, T, B, D) -> (K, T*B, D)
+        gi = torch.baddbmm(b_ih, x, w_ih).view(-1, t_len, b, w_ih.shape[-1])  # (K, T, B, G)
         # Unbind once, outside the loop: indexing gi[:, t] inside it would make autograd
-        # build a zero (2, T, B, G) gradient for every step, O(T^2) work in the backward.
-        gi = gi.unbind(1)  # T x (2, B, G)
-        keep = (1.0 - starts.to(obs.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
+        # build a zero (K, T, B, G) gradient for every step, O(T^2) work in the backward.
+        gi = gi.unbind(1)  # T x (K, B, G)
+        keep = (1.0 - starts.to(obs.dtype)).movedim(-2, 0)  # (*seeds, T, B) -> (T, *seeds, B)
+        keep = keep.unsqueeze(-2).expand(t_len, *seeds, 2, b)  # both cells of each seed
+        keep = keep.reshape(t_len, -1, b, 1)  # (T, *seeds, 2, B) -> (T, K, B, 1)
         lstm, size = isinstance(state, tuple), self.hidden
         parts = state if lstm else (state,)
-        parts = [p.view(b, 2, -1).transpose(0, 1) for p in parts]  # (B, 2H) -> (2, B, H)
+        parts = [  # (*seeds, B, 2H) -> (*seeds, 2, B, H) -> (K, B, H)
+            p.view(*seeds, b, 2, size).transpose(-3, -2).reshape(-1, b, size) for p in parts
+        ]
         h, c = parts if lstm else (parts[0], None)
         outputs = []
         for t in range(t_len):
             h = h * keep[t]  # reset before the first step of an episode (h and c alike)
-            gh = torch.baddbmm(b_hh, h, w_hh)  # (2, B, H) -> (2, B, G)
+            gh = torch.baddbmm(b_hh, h, w_hh)  # (K, B, H) -> (K, B, G)
             if lstm:
                 c = c * keep[t]
-                i, f, g, o = (gi[t] + gh).chunk(4, -1)  # 4 x (2, B, H)
+                i, f, g, o = (gi[t] + gh).chunk(4, -1)  # 4 x (K, B, H)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
             else:
                 gi_rz, gi_n = gi[t].split([2 * size, size], -1)
                 gh_rz, gh_n = gh.split([2 * size, size], -1)
-                r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)  # 2 x (2, B, H)
+                r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)  # 2 x (K, B, H)
                 n = torch.tanh(torch.addcmul(gi_n, r, gh_n))  # = tanh(gi_n + r * gh_n)
                 h = torch.lerp(n, h, z)  # = (1 - z) * n + z * h, one operation
             outputs.append(h)
-        out = torch.stack(outputs, 1)  # T x (2, B, H) -> (2, T, B, H)
-        logits, values = self.actor_head(out[0]), self.critic_head(out[1]).squeeze(-1)
-        last = [p.transpose(0, 1).reshape(b, -1) for p in ((h, c) if lstm else (h,))]
-        return logits, values, tuple(last) if lstm else last[0]  # (2, B, H) -> (B, 2H)
+        out = torch.stack(outputs, 1)  # T x (K, B, H) -> (K, T, B, H)
+        out = out.view(*seeds, 2, t_len, b, size)  # (K, ...) -> (*seeds, 2, T, B, H)
+        logits = self.actor_head(out.select(-4, 0))  # (*seeds, T, B, A)
+        values = self.critic_head(out.select(-4, 1)).squeeze(-1)  # (*seeds, T, B)
+        last = [  # (K, B, H) -> (*seeds, 2, B, H) -> (*seeds, B, 2H)
+            p.view(*seeds, 2, b, size).transpose(-3, -2).reshape(*seeds, b, 2 * size)
+            for p in ((h, c) if lstm else (h,))
+        ]
+        return logits, values, tuple(last) if lstm else last[0]
 
     def step(self, obs: torch.Tensor, state: State, start: torch.Tensor):
         """One acting step: obs (B, D), start (B,) -> logits (B, A), value (B,), state."""
-        logits, value, state = self.unroll(obs.unsqueeze(0), state, start.unsqueeze(0))
-        return logits[0], value[0], state  # (1, B, ...) -> (B, ...)
+        logits, value, state = self.unroll(obs.unsqueeze(-3), state, start.unsqueeze(-2))
+        return logits.squeeze(-3), value.squeeze(-2), state  # (..., 1, B, ...) -> (..., B, ...)
 
     def act(self, obs: torch.Tensor, actor_state: State) -> tuple[torch.Tensor, State]:
         """The actor alone, one step, no reset: obs (B, D) -> logits (B, A), its state.
@@ -236,6 +254,13 @@ class ActorCritic(nn.Module):
             return self.actor_head(torch.tanh(self.actor_core(obs))), actor_state
         actor_state = self.actor_core(obs, actor_state)
         return self.actor_head(cell_output(actor_state)), actor_state
+
+
+def _side_by_side(actor: torch.Tensor, critic: torch.Tensor, dims: int) -> torch.Tensor:
+    """The actor's and the critic's parameter (``dims`` axes for one seed, seeds first if
+    any) side by side: (*seeds, ...) each -> (K, ...), K = 2 per seed, seed-major."""
+    both = torch.stack([actor, critic], -dims - 1)  # (*seeds, 2, ...)
+    return both.reshape(-1, *both.shape[-dims:])
 
 
 # ----------------------------------------------------------------------------- 3. GAE
@@ -329,6 +354,8 @@ def ppo_loss(
 
     ``clip`` is the (annealed) clip range. ``stats["ratio_dev"]`` is max |ratio - 1| over
     the valid steps: exactly what the first-epoch check needs on an update's first minibatch.
+    Every mean is over the last two axes, (T, b), so ``agent`` may be a SeedBatch's
+    ``stacked_module()`` and every field carry a seed axis first: then it returns S losses.
     """
     starts = batch.starts if cfg.reset_in_unroll else torch.zeros_like(batch.starts)
     logits, values, _ = agent.unroll(batch.obs, batch.h0, starts)  # (T, b, A), (T, b)
@@ -336,8 +363,10 @@ def ppo_loss(
     new_logp = logp_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # (T, b)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     mask = batch.mask.float()
-    mean = masked_mean(batch.advantages, mask)  # normalised over this minibatch's valid steps
-    std = masked_mean((batch.advantages - mean) ** 2, mask).sqrt()
+    steps = (-2, -1)  # (T, b): one seed's steps
+    # Normalised over this minibatch's valid steps (kept (..., 1, 1) to broadcast).
+    mean = masked_mean(batch.advantages, mask, steps, keepdim=True)
+    std = masked_mean((batch.advantages - mean) ** 2, mask, steps, keepdim=True).sqrt()
     advantages = (batch.advantages - mean) / (std + 1e-8)
 
     log_ratio = new_logp - batch.logprobs
@@ -345,14 +374,14 @@ def ppo_loss(
     policy_loss = -torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
     value_loss = 0.5 * (values - batch.returns) ** 2
     loss = (
-        masked_mean(policy_loss, mask)
-        + cfg.vf_coef * masked_mean(value_loss, mask)
-        - cfg.ent_coef * masked_mean(entropy, mask)
+        masked_mean(policy_loss, mask, steps)
+        + cfg.vf_coef * masked_mean(value_loss, mask, steps)
+        - cfg.ent_coef * masked_mean(entropy, mask, steps)
     )
     with torch.no_grad():
         stats = {
-            "approx_kl": masked_mean((ratio - 1) - log_ratio, mask),
-            "ratio_dev": ((ratio - 1).abs() * mask).max(),
+            "approx_kl": masked_mean((ratio - 1) - log_ratio, mask, steps),
+            "ratio_dev": ((ratio - 1).abs() * mask).amax(steps),
         }
     return loss, stats
 
@@ -400,7 +429,6 @@ def train(
     agent = SeedBatch(seeded(lambda: ActorCritic(obs_dim, n_actions, cfg.hidden, cell=cfg.cell,
                                                  recurrent=cfg.recurrent), seeds))  # fmt: skip
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)  # S independent Adams
-    loss_fn = per_seed(ppo_loss)  # (S,) losses, seed k's from seed k's network and minibatch
     advantages_fn = torch.vmap(gae, in_dims=(0, 0, 0, 0, 0, None, None))  # seed axis first
     minibatches_fn = torch.vmap(sequence_minibatches, in_dims=(0, 0, 0, 0, None))
     rngs = [np.random.default_rng(seed) for seed in seeds]  # actions and shuffles, per seed
@@ -436,7 +464,8 @@ def train(
             env_order = torch.as_tensor(np.stack([rng.permutation(n) for rng in rngs]))  # (S, B)
             batches = minibatches_fn(rollout, advantages, returns, env_order, cfg.num_minibatches)
             for k, batch in enumerate(batches):  # each field (S, T, b, ...)
-                losses, stats = loss_fn(agent, batch, clip, cfg)  # (S,)
+                # (S,) losses, seed k's from seed k's network and minibatch, in one pass
+                losses, stats = ppo_loss(agent.stacked_module(), batch, clip, cfg)
                 if epoch == 0 and k == 0:  # the weights have not moved yet: ratio must be 1
                     first_check.append(stats["ratio_dev"].numpy())
                 optimizer.zero_grad()
