@@ -98,6 +98,7 @@ CLAIMS = [
     Claim("ch01", "column_slow_return", "whole-column targets at lr 16: final greedy return < -100", "every", -100, "column_slow.returns[:, -1].max() < -100", above=False, n=5),
     Claim("ch01", "full_gap", "full gradient: best final return over 50 below the masked loss's worst (5 seeds each); margin", "every", 0, "full_run.returns[:, -1].max() < fixed_run.returns[:, -1].min() - 50", n=1),
     Claim("ch02", "solved", "numpy DQN: saved network solved (>= 475, 20 new episodes)", "k_of_n", 7, "n_solved >= {k}"),
+    Claim("ch02", "bugs_near_random", "the question's bugs (15,000 steps, 3 seeds): mean final return below 3 x a random policy's; margin", "every", 0, "buggy_final.mean() < 3 * random_return.mean()", n=1),
     Claim("ch03", "reached", "DQN reached 475 within 30,000 steps", "k_of_n", 7, "reached >= {k}"),
     Claim("ch03", "kept", "DQN still at >= 475 at the end", "k_of_n", 6, "kept >= {k}"),
     Claim("ch03", "symptom_loss", "target never updated (n_step=1, 10k steps): mean loss of the last 5 logged points below 0.01; margin 0.01 - loss", "every", 0, "np.mean(broken.losses[-5:]) < 0.01", n=1),
@@ -124,6 +125,10 @@ CLAIMS = [
     Claim("ch06", "play_mean", "one greedy episode per solved seed, step by step: mean >= 400", "block", 400, "np.mean(scores) >= 400"),
     Claim("ch07", "beats_dqn", "DRQN beats DQN by more than 20 (SineRoadFlicker-v0; all read the previous action)", "k_of_n", 8, 'wins["DQN"] >= {k}'),
     Claim("ch07", "beats_stacked", "DRQN beats DQN + 4 frames (and their 4 actions) by more than 20", "k_of_n", 4, 'wins["DQN + 4 frames"] >= {k}'),
+    Claim("ch07", "mistake_no_recurrence", "no recurrence (zero state at every step), mean of 2 seeds below the DQN + 4 frames' 10-seed mean; margin", "every", 0, "assert cost[n].mean() < stacked, n", n=1),
+    Claim("ch07", "mistake_no_target", "no target network: the same; margin", "every", 0, "assert cost[n].mean() < stacked, n", n=1),
+    Claim("ch07", "mistake_no_optimizer", "no optimizer step (8,000 steps): the same; margin", "every", 0, "assert cost[n].mean() < stacked, n", n=1),
+    Claim("ch07", "mistake_zero_state", "zero initial state instead of stored: mean of 2 seeds below the DRQN's best of 10 seeds; margin", "every", 0, 'cost["zero initial state instead of stored"].mean() < result.final_return.max()', n=1),
     Claim("ch08", "reached", "recurrent PPO reached 475 (CartPoleNoVel-v1)", "k_of_n", 6, "np.isfinite(to475).sum() >= {k}"),
     Claim("ch08", "final475", "recurrent PPO at >= 475 at the final evaluation", "k_of_n", 4, "finals_solved >= {k}"),
     Claim("ch08", "kept", "recurrent PPO at >= 475 at every evaluation of the last 20%", "k_of_n", 3, "kept.sum() >= {k}"),
@@ -246,6 +251,38 @@ def run_ch01(seeds: list[int]) -> dict:
     }
 
 
+def ch02_symptom(seeds: list[int]) -> dict:
+    """Chapter 2's symptom cell: the question's bugs (all but single-sample updates), 15,000
+    steps, gamma 0.999, against a random policy (the notebook trains seeds 0-2: here seeds
+    0-2, 3-5 and 6-8 of the block). The value is 3 x the random return minus the 3 seeds'
+    mean final greedy return, which must stay above 0."""
+    from rldebug import numpy_dqn
+    from rldebug.numpy_mlp import Bugs
+
+    config = numpy_dqn.DQNConfig(
+        total_steps=15_000,
+        gamma=0.999,
+        bugs=Bugs.every(but=["single_sample_updates"]),
+        stop_when_solved=False,
+    )
+    used = seeds[: len(seeds) // 3 * 3]
+    buggy_final = numpy_dqn.train(config, used).eval_returns[:, -1]  # (S,)
+    # the notebook's random policy: 100 episodes, actions from rldebug.set_seed(2)'s generator
+    rng = np.random.default_rng(2)
+    carts = numpy_dqn.VectorCartPole(100, seed=0, autoreset=False)
+    obs, total, alive = carts.reset(), np.zeros(100), np.ones(100, dtype=bool)
+    while alive.any():
+        obs, reward, terminated, truncated, _ = carts.step(rng.integers(0, 2, size=len(obs)))
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+    random_return = total.mean()
+    triples = buggy_final.reshape(-1, 3).mean(axis=1)  # (S,) -> (S / 3,)
+    return {
+        "bugs_near_random": (3 * random_return - triples).round(2).tolist(),
+        "buggy_final": np.round(buggy_final, 1).tolist(),
+    }
+
+
 def run_ch02(seeds: list[int]) -> dict:
     from rldebug import numpy_dqn
 
@@ -254,6 +291,7 @@ def run_ch02(seeds: list[int]) -> dict:
     final = numpy_dqn.evaluate(proof.net, n_episodes=20, seed=2024).mean(axis=1)
     at_stop = numpy_dqn.evaluate(proof.last_net, n_episodes=20, seed=2024).mean(axis=1)
     return {
+        **ch02_symptom(seeds),
         "solved": (final >= 475).tolist(),
         "solved_step": proof.solved_step.tolist(),
         "final": final.round(1).tolist(),
@@ -443,6 +481,66 @@ def play_one_episode(policy, seed: int) -> float:
     return total
 
 
+CH07_MISTAKES = {  # the notebook's MISTAKES that its asserts name: key, the change
+    "no_recurrence": dict(recurrence=False),
+    "no_target": dict(target_network=False),
+    "no_optimizer": dict(optimizer_step=False, total_steps=8_000),
+    "zero_state": dict(stored_state=False),
+}
+
+
+def ch07_mistakes(seeds: list[int]) -> dict:
+    """Chapter 7's "what each mistake costs": the notebook trains each mistake on seeds 0 and
+    1; here each is trained on every seed of the block. Returns (S,) final returns per key."""
+    from dataclasses import replace
+
+    from rldebug.agents import drqn, drqn_experiments
+
+    cfg = drqn.Config()
+    return {
+        key: np.asarray(drqn_experiments.final_returns(replace(cfg, **change), seeds=seeds))
+        for key, change in CH07_MISTAKES.items()
+    }
+
+
+def ch07_mistake_margins(mistakes: dict, stacked_mean: float, drqn_best: float) -> dict:
+    """The notebook's asserts on a mistake's mean of 2 seeds, pair by pair (seeds 0-1, 2-3, ...
+    of the block), against the block's 10-seed runs: the DQN + 4 frames' mean (the zero initial
+    state: the DRQN's best seed). Each value is a margin that must stay above 0."""
+    out = {}
+    for key, finals in mistakes.items():
+        pairs = finals[: len(finals) // 2 * 2].reshape(-1, 2).mean(axis=1)  # (S,) -> (S / 2,)
+        bar = drqn_best if key == "zero_state" else stacked_mean
+        out["mistake_" + key] = (bar - pairs).round(2).tolist()
+        out["final mistake " + key] = finals.round(1).tolist()
+    return out
+
+
+def ch07_stored_state(result) -> dict:
+    """Chapter 7's Q-value discrepancy on one trained DRQN's newest 32 episodes (the notebook:
+    seed 0), here on every seed of the block. Margins on a log scale, above 0 when they hold:
+    log(zero / stored) at the worst burn-in, and log(no burn-in / best burn-in) of the stored
+    state."""
+    from rldebug.agents import drqn_experiments
+
+    burn_ins = [0, 1, 2, 5, 10, 20]
+    beats, helps = [], []
+    for k in range(len(result.replays)):
+        trained, replay = result.q_net.seed(k), result.replays[k]
+        zero, stored = (
+            drqn_experiments.q_value_discrepancy(
+                trained, replay, burn_ins, stored_state=s, recent_episodes=32
+            )
+            for s in (False, True)
+        )
+        beats.append(float(np.min(np.log(zero / stored))))
+        helps.append(float(np.log(stored[0] / stored[1:].min())))
+    return {
+        "stored_beats_zero": np.round(beats, 4).tolist(),
+        "burn_in_helps": np.round(helps, 4).tolist(),
+    }
+
+
 def run_ch07(seeds: list[int]) -> dict:
     from dataclasses import replace
 
@@ -460,7 +558,12 @@ def run_ch07(seeds: list[int]) -> dict:
         replace(cfg, prev_action=False), seeds=seeds
     )
     margin = 20.0
+    mistakes = ch07_mistake_margins(
+        ch07_mistakes(seeds), finals["DQN + 4 frames"].mean(), finals["DRQN"].max()
+    )
     return {
+        **mistakes,
+        **ch07_stored_state(result),
         "beats_dqn": (finals["DRQN"] > finals["DQN"] + margin).tolist(),
         "beats_stacked": (finals["DRQN"] > finals["DQN + 4 frames"] + margin).tolist(),
         **{f"final {k}": np.asarray(v).round(1).tolist() for k, v in finals.items()},
