@@ -271,13 +271,7 @@ def ch02_symptom(seeds: list[int]) -> dict:
     buggy_final = numpy_dqn.train(config, used).eval_returns[:, -1]  # (S,)
     # the notebook's random policy: 100 episodes, actions from rldebug.set_seed(2)'s generator
     rng = np.random.default_rng(2)
-    carts = numpy_dqn.VectorCartPole(100, seed=0, autoreset=False)
-    obs, total, alive = carts.reset(), np.zeros(100), np.ones(100, dtype=bool)
-    while alive.any():
-        obs, reward, terminated, truncated, _ = carts.step(rng.integers(0, 2, size=len(obs)))
-        total += reward * alive
-        alive &= ~(terminated | truncated)
-    random_return = total.mean()
+    random_return = numpy_dqn.mean_return(lambda obs: rng.integers(0, 2, size=len(obs)))
     triples = buggy_final.reshape(-1, 3).mean(axis=1)  # (S,) -> (S / 3,)
     return {
         "bugs_near_random": (3 * random_return - triples).round(2).tolist(),

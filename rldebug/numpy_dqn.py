@@ -32,6 +32,7 @@ __all__ = [
     "sample_n_step",
     "dqn_loss_grad",
     "evaluate",
+    "mean_return",
     "train",
 ]
 
@@ -242,6 +243,19 @@ def evaluate(net: MLP, n_episodes: int = 20, seed: int = 10_000) -> np.ndarray:
         if not alive.any():
             break
     return returns.reshape(n_members, n_episodes)
+
+
+def mean_return(policy, n_episodes: int = 100, seed: int = 0) -> np.floating:
+    """Mean return of ``policy(obs (N, 4)) -> actions (N,)`` over ``n_episodes`` CartPole
+    episodes played at once: a yardstick such as a random or a constant policy."""
+    carts = VectorCartPole(n_episodes, seed=seed, autoreset=False)
+    obs, total = carts.reset(), np.zeros(n_episodes)
+    alive = np.ones(n_episodes, dtype=bool)
+    while alive.any():
+        obs, reward, terminated, truncated, _ = carts.step(policy(obs))
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+    return total.mean()
 
 
 class TrainResult(NamedTuple):

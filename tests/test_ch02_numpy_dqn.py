@@ -192,3 +192,14 @@ def test_a_candidate_is_saved_only_once_confirmed(monkeypatch):
     assert result.rejected.tolist() == [2, 2]
     no_confirmation = train(DQNConfig(**{**vars(cfg), "confirm_episodes": 0}), [0, 1])
     assert no_confirmation.solved_step.tolist() == [1_000, 1_000]
+
+
+def test_mean_return_of_yardstick_policies():
+    from rldebug import numpy_dqn
+
+    left = numpy_dqn.mean_return(lambda obs: np.zeros(len(obs), dtype=int))
+    rng = np.random.default_rng(2)
+    random = numpy_dqn.mean_return(lambda obs: rng.integers(0, 2, size=len(obs)))
+    assert 8 <= left <= 11  # always pushing left ends within about 10 steps
+    assert left < random < 40
+    assert numpy_dqn.mean_return(lambda obs: np.zeros(len(obs), dtype=int)) == left  # seeded
